@@ -1,0 +1,108 @@
+"""The graph schema, defined once; alembic revisions in ``migrations/`` create it.
+
+Reading it with plain SQL:
+
+- ``vertices``: one row per (kind, namespace, name) that some edge touches.
+- ``edges``: ``from_id -> to_id``, always pointing toward a node. ``node_id`` is
+  the node the edge leads to (upstream's destination edge) or NULL for plain
+  edges (secret -> pv, pv -> pvc). ``owner_id`` is the watched object that
+  declared the edge; an object's edges are replaced or removed as a unit.
+- ``objects``: the watched objects (pods, PVs, VolumeAttachments,
+  ResourceSlices, PodCertificateRequests, nodes) with uid, resourceVersion and
+  the node they are bound to. ``fingerprint`` digests the derived edge set so
+  an update that changes nothing is not rewritten.
+- ``sync_state``: per watched resource, the resourceVersion the graph reflects.
+- ``writer_lease``: which replica may write, fenced by ``epoch``.
+
+No secret or configmap contents are stored anywhere: only names.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+NAME = 253  # Kubernetes DNS-subdomain limit for names and namespaces
+KIND = 32
+# Integer PKs: SQLite needs exactly INTEGER for rowid aliasing; PostgreSQL gets BIGINT.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+vertices = Table(
+    "vertices",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("kind", String(KIND), nullable=False),
+    Column("namespace", String(NAME), nullable=False),
+    Column("name", String(NAME), nullable=False),
+    UniqueConstraint("kind", "namespace", "name"),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("kind", String(KIND), nullable=False),
+    Column("namespace", String(NAME), nullable=False),
+    Column("name", String(NAME), nullable=False),
+    Column("uid", String(64), nullable=False),
+    Column("resource_version", String(64), nullable=False),
+    Column("node_name", String(NAME), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    UniqueConstraint("kind", "namespace", "name"),
+)
+
+edges = Table(
+    "edges",
+    metadata,
+    Column("owner_id", ID, ForeignKey("objects.id"), primary_key=True),
+    Column("from_id", ID, ForeignKey("vertices.id"), primary_key=True),
+    Column("to_id", ID, ForeignKey("vertices.id"), primary_key=True),
+    # No foreign key: nothing looks edges up by node_id alone, so PostgreSQL
+    # would scan the table to check one on every vertex clean-up.
+    Column("node_id", ID, nullable=True),
+    # The check's walk: "edges out of X that lead to node N (or plain)" is one probe.
+    Index(None, "from_id", "node_id", "to_id"),
+    # The reverse walk (what does this vertex receive from?) and vertex clean-up.
+    Index(None, "to_id", "from_id"),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("resource", String(128), primary_key=True),
+    Column("resource_version", String(64), nullable=False),
+    Column("writer", String(NAME), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+)
+
+writer_lease = Table(
+    "writer_lease",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(NAME), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
