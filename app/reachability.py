@@ -132,3 +132,32 @@ def find_paths(
             else:
                 queue.append((to_id, [*path, step]))
     return paths, False
+
+
+# -- stats: what the graph holds ------------------------------------------------------------------
+
+_STATS_SQL = {
+    "vertices": text("SELECT kind, COUNT(*) FROM vertices GROUP BY kind ORDER BY kind"),
+    "objects": text("SELECT kind, COUNT(*) FROM objects GROUP BY kind ORDER BY kind"),
+    "edges": text(
+        """
+        SELECT f.kind || ' -> ' || t.kind, COUNT(*) FROM edges e
+          JOIN vertices f ON f.id = e.from_id JOIN vertices t ON t.id = e.to_id
+         GROUP BY f.kind, t.kind ORDER BY f.kind, t.kind
+        """
+    ),
+}
+_SYNC_SQL = text("SELECT resource, resource_version, writer, epoch, synced_at FROM sync_state ORDER BY resource")
+
+
+def graph_stats(conn: Connection) -> dict[str, object]:
+    """Counts of vertices, objects and edges by kind, and each resource's sync position."""
+    out: dict[str, object] = {
+        section: {str(k): int(n) for k, n in conn.execute(sql)} for section, sql in _STATS_SQL.items()
+    }
+    out["sync"] = {
+        r.resource: {"resourceVersion": r.resource_version, "writer": r.writer, "epoch": int(r.epoch),
+                     "syncedAt": r.synced_at.isoformat() if hasattr(r.synced_at, "isoformat") else str(r.synced_at)}
+        for r in conn.execute(_SYNC_SQL)
+    }
+    return out
