@@ -1,0 +1,1 @@
+"""Benchmark tooling: a synthetic cluster generator and checks with known answers."""

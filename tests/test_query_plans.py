@@ -1,0 +1,78 @@
+"""Pin the hot queries' plans: each must use the index it was designed for, on both databases.
+
+A plan that drifts to a table scan would still answer correctly, only 1000x
+slower at 150k pods; this test catches that at review time.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+
+from app.edges import derive
+from app.graph_store import GraphStore
+from app.reachability import PK_LOOKUP_SQL, REACH_SQL, reach_params
+from tests.builders import pod, pv
+
+GC_PROBE_SQL = (
+    "SELECT id FROM vertices WHERE id = :id "
+    "AND NOT EXISTS (SELECT 1 FROM edges WHERE from_id = vertices.id) "
+    "AND NOT EXISTS (SELECT 1 FROM edges WHERE to_id = vertices.id)"
+)
+
+
+def _populate(store: GraphStore, engine: Engine) -> None:
+    pods = [
+        derive(pod(f"p{i}", f"ns{i % 20}", f"n{i % 50}", secrets=(f"s{i}",), configmaps=("kube-root-ca.crt",),
+                   pvcs=(f"c{i}",)))
+        for i in range(3000)
+    ]
+    pvs = [derive(pv(f"v{i}", (f"ns{i % 20}", f"c{i}"), csi_secrets={"nodePublishSecretRef": ("csi", f"x{i}")}))
+           for i in range(3000)]
+    store.apply(pods + pvs)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+
+
+def _plan(engine: Engine, sql: str, params: dict[str, object]) -> str:
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            rows = conn.execute(text("EXPLAIN QUERY PLAN " + sql), params).all()
+            return "\n".join(str(r[-1]) for r in rows)
+        return "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql), params))
+
+
+def test_reach_query_probes_the_edge_index(store: GraphStore, engine: Engine) -> None:
+    _populate(store, engine)
+    for args in [("n1", "configmap", "ns1", "kube-root-ca.crt"), ("n1", "secret", "csi", "x1")]:
+        plan = _plan(engine, REACH_SQL, reach_params(*args))
+        if engine.dialect.name == "sqlite":
+            assert "SEARCH v USING COVERING INDEX sqlite_autoindex_vertices_1 (kind=? AND namespace=? AND name=?)" in plan
+            assert "SEARCH n USING COVERING INDEX sqlite_autoindex_vertices_1" in plan
+            assert plan.count("SEARCH e USING INDEX ix_edges_from_id_node_id_to_id (from_id=? AND node_id=?)") == 3
+            assert "SCAN e" not in plan and "SCAN v" not in plan
+        else:
+            assert "Index Scan using uq_vertices_kind_namespace_name on vertices v" in plan
+            assert "Index Scan using uq_vertices_kind_namespace_name on vertices n" in plan
+            assert "Index Cond: ((from_id = w_1.id) AND (node_id = $" in plan  # the node-filtered probe
+            assert plan.count("Index Only Scan using ix_edges_from_id_node_id_to_id") == 3
+            assert "Seq Scan" not in plan
+
+
+def test_pk_lookup_baseline_uses_the_unique_index(store: GraphStore, engine: Engine) -> None:
+    _populate(store, engine)
+    plan = _plan(engine, PK_LOOKUP_SQL, {"kind": "secret", "namespace": "ns1", "name": "s1"})
+    if engine.dialect.name == "sqlite":
+        assert "USING COVERING INDEX sqlite_autoindex_vertices_1" in plan
+    else:
+        assert "uq_vertices_kind_namespace_name" in plan and "Seq Scan" not in plan
+
+
+def test_vertex_cleanup_probes_both_edge_indexes(store: GraphStore, engine: Engine) -> None:
+    _populate(store, engine)
+    plan = _plan(engine, GC_PROBE_SQL, {"id": 1})
+    if engine.dialect.name == "sqlite":
+        assert "ix_edges_from_id_node_id_to_id (from_id=?)" in plan
+        assert "ix_edges_to_id_from_id (to_id=?)" in plan
+    else:
+        assert "ix_edges_from_id_node_id_to_id" in plan and "ix_edges_to_id_from_id" in plan
+        assert "Seq Scan" not in plan
