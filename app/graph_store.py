@@ -31,6 +31,7 @@ from app.schema import edges, objects, sync_state, vertices, writer_lease
 
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
 VERTEX_CACHE_LIMIT = 250_000
+APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
 
 
 class LeaseLost(RuntimeError):
@@ -82,8 +83,14 @@ class GraphStore:
         latest: dict[VertexKey, DerivedObject] = {}
         for obj in items:
             latest[obj.key] = obj  # the last version of an object in a batch wins
+        pending = list(latest.values())
+        result = ApplyResult()
         with self._transaction(fence) as conn:
-            result = self._apply_locked(conn, list(latest.values()))
+            # Bounded statements even for a 150k-object list: one transaction, many batches.
+            for batch in _chunks(pending, APPLY_BATCH):
+                part = self._apply_locked(conn, batch)
+                result.written += part.written
+                result.unchanged += part.unchanged
             if mark is not None:
                 self._mark_locked(conn, mark, fence)
         return result
