@@ -23,7 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.admission_webhook import make_admit_endpoint
 from app.attributes import RequestAttributes, node_identity
+from app.database import make_read_engine
 from app.decisions import Decision, PathQuery, decide, resolve
 from app.reachability import DepthBoundHit
 from app.readers import Reader, open_reader
@@ -197,6 +199,9 @@ def create_app(
     """The webhook app. Without ``reader`` it opens (and closes) its own for ``settings.database_url``."""
     slot = _ReaderSlot(settings, reader)
     selectors = settings.authorize_with_selectors
+    # Admission lookups are rarer and synchronous: a small SQLAlchemy pool, used from worker threads.
+    admission_engine = make_read_engine(settings.database_url, pool_size=2)
+    admit = make_admit_endpoint(admission_engine, read_capped)
 
     async def authorize(request: Request) -> Response:
         try:
@@ -222,10 +227,12 @@ def create_app(
             LOG.error("database not reachable at startup (%s: %s); will retry", type(exc).__name__, exc)
         yield
         await slot.close()
+        admission_engine.dispose()
 
     return Starlette(
         routes=[
             Route("/authorize", authorize, methods=["POST"]),
+            Route("/admit", admit, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
