@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, exists, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.edges import DerivedObject
@@ -32,6 +32,12 @@ from app.schema import edges, objects, sync_state, vertices, writer_lease
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
 VERTEX_CACHE_LIMIT = 250_000
 APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
+
+
+@dataclass(frozen=True)
+class _ObjectRow:
+    id: int
+    fingerprint: str
 
 
 class LeaseLost(RuntimeError):
@@ -63,6 +69,19 @@ class ApplyResult:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def keyed_select_sql(table: str, columns: str, count: int, mark: str) -> str:
+    """SELECT ``columns`` of ``table`` (aliased ``t``) for ``count`` bound (kind, namespace, name) keys.
+
+    A join from a VALUES list: SQLite plans a row-value ``IN (VALUES ...)`` as a table scan.
+    ``table``/``columns`` are constants of this module; values are always bound parameters.
+    """
+    values = ", ".join([f"({mark}, {mark}, {mark})"] * count)
+    return (
+        f"SELECT {columns} FROM (VALUES {values}) AS k JOIN {table} t "  # noqa: S608
+        "ON t.kind = k.column1 AND t.namespace = k.column2 AND t.name = k.column3"
+    )
 
 
 class GraphStore:
@@ -160,12 +179,24 @@ class GraphStore:
 
     def _existing_locked(self, conn: Connection, keys: Sequence[VertexKey]) -> dict[VertexKey, Any]:
         found: dict[VertexKey, Any] = {}
-        cols = (objects.c.id, objects.c.kind, objects.c.namespace, objects.c.name, objects.c.fingerprint)
-        key_cols = tuple_(objects.c.kind, objects.c.namespace, objects.c.name)
-        for chunk in _chunks(keys):
-            for row in conn.execute(select(*cols).where(key_cols.in_([tuple(k) for k in chunk]))):
-                found[VertexKey(row.kind, row.namespace, row.name)] = row
+        for row in self._select_by_keys_locked(conn, "objects", "t.id, t.kind, t.namespace, t.name, t.fingerprint", keys):
+            found[VertexKey(row[1], row[2], row[3])] = _ObjectRow(row[0], row[4])
         return found
+
+    def _select_by_keys_locked(
+        self, conn: Connection, table: str, columns: str, keys: Sequence[VertexKey]
+    ) -> Iterator[Sequence[Any]]:
+        """Rows of ``table`` whose (kind, namespace, name) is in ``keys``, through the unique index.
+
+        Raw driver SQL: SQLAlchemy recompiling a 500-tuple IN list per batch cost more
+        than running it. Table and column names are constants of this module; values are
+        always bound parameters.
+        """
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        for chunk in _chunks(keys):
+            sql = keyed_select_sql(table, columns, len(chunk), mark)
+            params = tuple(v for key in chunk for v in key)
+            yield from conn.exec_driver_sql(sql, params)
 
     def _apply_locked(self, conn: Connection, items: Sequence[DerivedObject]) -> ApplyResult:
         existing = self._existing_locked(conn, [o.key for o in items])
@@ -208,10 +239,10 @@ class GraphStore:
         else:
             candidates = set()
         if fresh:
-            inserted = conn.execute(
-                objects.insert().returning(
-                    objects.c.id, objects.c.kind, objects.c.namespace, objects.c.name, sort_by_parameter_order=True
-                ),
+            # Plain executemany, then one keyed read-back: RETURNING with parameter order forces
+            # SQLite into one statement per row.
+            conn.execute(
+                objects.insert(),
                 [
                     {"kind": o.kind, "namespace": o.namespace, "name": o.name, "uid": o.uid,
                      "resource_version": o.resource_version, "node_name": o.node_name,
@@ -219,8 +250,8 @@ class GraphStore:
                     for o in fresh
                 ],
             )
-            for row in inserted:
-                owner_ids[VertexKey(row.kind, row.namespace, row.name)] = row.id
+            inserted = self._existing_locked(conn, [o.key for o in fresh if o.edges])
+            owner_ids.update({key: row.id for key, row in inserted.items()})
         self._insert_edges_locked(conn, [o for o in (*replaced, *fresh) if o.edges], owner_ids)
         if candidates:
             self._collect_garbage_locked(conn, candidates)
@@ -260,11 +291,8 @@ class GraphStore:
             self._insert(vertices).on_conflict_do_nothing(),
             [{"kind": k.kind, "namespace": k.namespace, "name": k.name} for k in missing],
         )
-        key_cols = tuple_(vertices.c.kind, vertices.c.namespace, vertices.c.name)
-        cols = (vertices.c.id, vertices.c.kind, vertices.c.namespace, vertices.c.name)
-        for chunk in _chunks(missing):
-            for row in conn.execute(select(*cols).where(key_cols.in_([tuple(k) for k in chunk]))):
-                result[VertexKey(row.kind, row.namespace, row.name)] = row.id
+        for row in self._select_by_keys_locked(conn, "vertices", "t.id, t.kind, t.namespace, t.name", missing):
+            result[VertexKey(row[1], row[2], row[3])] = row[0]
         cache.update(result)  # safe: a rolled-back transaction clears the cache
         return result
 

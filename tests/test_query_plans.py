@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 from app.edges import derive
-from app.graph_store import GraphStore
+from app.graph_store import GraphStore, keyed_select_sql
 from app.reachability import PK_LOOKUP_SQL, REACH_SQL, reach_params
 from tests.builders import pod, pv
 
@@ -76,3 +76,19 @@ def test_vertex_cleanup_probes_both_edge_indexes(store: GraphStore, engine: Engi
     else:
         assert "ix_edges_from_id_node_id_to_id" in plan and "ix_edges_to_id_from_id" in plan
         assert "Seq Scan" not in plan
+
+
+def test_bulk_key_lookup_joins_through_the_unique_index(store: GraphStore, engine: Engine) -> None:
+    _populate(store, engine)
+    mark = "?" if engine.dialect.name == "sqlite" else "%s"
+    sql = keyed_select_sql("vertices", "t.id", 3, mark)
+    params = ("secret", "ns1", "s1", "pod", "ns2", "p2", "node", "", "n3")
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+            assert "SEARCH t USING COVERING INDEX sqlite_autoindex_vertices_1 (kind=? AND namespace=? AND name=?)" in plan
+            assert "SCAN t" not in plan
+        else:
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params))
+            assert "uq_vertices_kind_namespace_name" in plan and "Seq Scan on vertices" not in plan
+        assert len(conn.exec_driver_sql(sql, params).all()) == 3
