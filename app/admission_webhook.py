@@ -44,7 +44,9 @@ def make_admit_endpoint(engine: Engine, read_body: ReadBody) -> Callable[[Reques
         try:
             return admit(request, lookups)
         except Exception as exc:  # noqa: BLE001 - fail closed, with the cause in the log
-            LOG.error("admission check failed for %s: %s: %s", describe_request(request), type(exc).__name__, exc)
+            LOG.error(
+                "admission check failed for %s: %s: %s", describe_request(request), type(exc).__name__, exc
+            )
             return admission_failed(exc)
 
     async def admit_endpoint(request: Request) -> Response:

@@ -14,7 +14,9 @@ from app.node_restriction import check_admission_bytes
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("check-admission", help="run a saved AdmissionReview (or -) through NodeRestriction")
+    p = subparsers.add_parser(
+        "check-admission", help="run a saved AdmissionReview (or -) through NodeRestriction"
+    )
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_check_admission)
 

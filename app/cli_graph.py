@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("explain", help="show the path(s) from an object to a node")
     p.add_argument("--node", required=True)
-    p.add_argument("--kind", required=True, help="secret, configmap, pvc, pv, pod, resourceclaim, sa, va, ...")
+    p.add_argument(
+        "--kind", required=True, help="secret, configmap, pvc, pv, pod, resourceclaim, sa, va, ..."
+    )
     p.add_argument("--namespace", "-n", default="")
     p.add_argument("--name", required=True)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -46,7 +48,9 @@ def _require_schema(url: str) -> None:
     finally:
         engine.dispose()
     if current != head_revision():
-        raise UsageError(f"database schema is at {current or 'nothing'}, not {head_revision()}: run `nodeauthz migrate`")
+        raise UsageError(
+            f"database schema is at {current or 'nothing'}, not {head_revision()}: run `nodeauthz migrate`"
+        )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -125,7 +129,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(f"no path from {target} to node {args.node}")
         if reach.truncated:
-            print(f"  (the walk hit its depth bound; the graph is deeper than any upstream builds)")
+            print("  (the walk hit its depth bound; the graph is deeper than any upstream builds)")
     return 0 if reach.found else 1
 
 
@@ -151,5 +155,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     sync: dict[str, dict[str, object]] = stats["sync"]  # type: ignore[assignment]
     print(f"sync: {len(sync)} resources")
     for resource, state in sync.items():
-        print(f"  {resource:<24} rv={state['resourceVersion']} by {state['writer']} (epoch {state['epoch']}) at {state['syncedAt']}")
+        print(
+            f"  {resource:<24} rv={state['resourceVersion']} by {state['writer']} (epoch {state['epoch']}) at {state['syncedAt']}"
+        )
     return 0

@@ -158,7 +158,9 @@ class GraphStore:
             .values(holder=writer_lease.c.holder)
         )
         if conn.execute(stmt).rowcount != 1:
-            raise LeaseLost(f"lease {fence.lease!r} epoch {fence.epoch} is no longer held by {fence.holder!r}")
+            raise LeaseLost(
+                f"lease {fence.lease!r} epoch {fence.epoch} is no longer held by {fence.holder!r}"
+            )
 
     def _mark_locked(self, conn: Connection, mark: SyncMark, fence: Fence | None) -> None:
         values = {
@@ -179,7 +181,9 @@ class GraphStore:
 
     def _existing_locked(self, conn: Connection, keys: Sequence[VertexKey]) -> dict[VertexKey, Any]:
         found: dict[VertexKey, Any] = {}
-        for row in self._select_by_keys_locked(conn, "objects", "t.id, t.kind, t.namespace, t.name, t.fingerprint", keys):
+        for row in self._select_by_keys_locked(
+            conn, "objects", "t.id, t.kind, t.namespace, t.name, t.fingerprint", keys
+        ):
             found[VertexKey(row[1], row[2], row[3])] = _ObjectRow(row[0], row[4])
         return found
 
@@ -213,7 +217,9 @@ class GraphStore:
                 replaced.append(obj)
         if unchanged:
             conn.execute(
-                update(objects).where(objects.c.id == bindparam("b_id")).values(resource_version=bindparam("rv")),
+                update(objects)
+                .where(objects.c.id == bindparam("b_id"))
+                .values(resource_version=bindparam("rv")),
                 unchanged,
             )
         owner_ids: dict[VertexKey, int] = {}
@@ -230,8 +236,13 @@ class GraphStore:
                     fingerprint=bindparam("fp"),
                 ),
                 [
-                    {"b_id": existing[o.key].id, "uid": o.uid, "rv": o.resource_version,
-                     "node": o.node_name, "fp": o.fingerprint}
+                    {
+                        "b_id": existing[o.key].id,
+                        "uid": o.uid,
+                        "rv": o.resource_version,
+                        "node": o.node_name,
+                        "fp": o.fingerprint,
+                    }
                     for o in replaced
                 ],
             )
@@ -244,9 +255,15 @@ class GraphStore:
             conn.execute(
                 objects.insert(),
                 [
-                    {"kind": o.kind, "namespace": o.namespace, "name": o.name, "uid": o.uid,
-                     "resource_version": o.resource_version, "node_name": o.node_name,
-                     "fingerprint": o.fingerprint}
+                    {
+                        "kind": o.kind,
+                        "namespace": o.namespace,
+                        "name": o.name,
+                        "uid": o.uid,
+                        "resource_version": o.resource_version,
+                        "node_name": o.node_name,
+                        "fingerprint": o.fingerprint,
+                    }
                     for o in fresh
                 ],
             )
@@ -291,7 +308,9 @@ class GraphStore:
             self._insert(vertices).on_conflict_do_nothing(),
             [{"kind": k.kind, "namespace": k.namespace, "name": k.name} for k in missing],
         )
-        for row in self._select_by_keys_locked(conn, "vertices", "t.id, t.kind, t.namespace, t.name", missing):
+        for row in self._select_by_keys_locked(
+            conn, "vertices", "t.id, t.kind, t.namespace, t.name", missing
+        ):
             result[VertexKey(row[1], row[2], row[3])] = row[0]
         cache.update(result)  # safe: a rolled-back transaction clears the cache
         return result
@@ -302,7 +321,9 @@ class GraphStore:
         """Delete the edges of these owners; return the vertex ids they touched (clean-up candidates)."""
         candidates: set[int] = set()
         for chunk in _chunks(owner_ids):
-            for f, t in conn.execute(select(edges.c.from_id, edges.c.to_id).where(edges.c.owner_id.in_(chunk))):
+            for f, t in conn.execute(
+                select(edges.c.from_id, edges.c.to_id).where(edges.c.owner_id.in_(chunk))
+            ):
                 candidates.add(f)
                 candidates.add(t)
             conn.execute(delete(edges).where(edges.c.owner_id.in_(chunk)))

@@ -49,7 +49,11 @@ def _documents(source: str, data: bytes) -> list[Any]:
         except orjson.JSONDecodeError as exc:
             raise LoadError(f"{source}: malformed JSON: {exc}") from exc
     try:
-        return [d for d in yaml.load_all(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if d is not None]
+        return [
+            d
+            for d in yaml.load_all(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            if d is not None
+        ]
     except yaml.YAMLError as exc:
         raise LoadError(f"{source}: malformed YAML: {exc}") from exc
 

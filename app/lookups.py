@@ -12,6 +12,7 @@ from app.kinds import NODE, POD
 from app.node_restriction import PodRecord
 from app.schema import objects
 
+
 class StoreLookups:
     """``AdmissionLookups`` over the graph store (one indexed lookup each)."""
 
@@ -29,7 +30,9 @@ class StoreLookups:
         return PodRecord(namespace=namespace, name=name, uid=row.uid, node_name=row.node_name)
 
     def node_uid(self, name: str) -> str | None:
-        stmt = select(objects.c.uid).where(objects.c.kind == NODE, objects.c.namespace == "", objects.c.name == name)
+        stmt = select(objects.c.uid).where(
+            objects.c.kind == NODE, objects.c.namespace == "", objects.c.name == name
+        )
         with self.engine.connect() as conn:
             uid: str | None = conn.execute(stmt).scalar()
         return uid

@@ -147,7 +147,9 @@ _STATS_SQL = {
         """
     ),
 }
-_SYNC_SQL = text("SELECT resource, resource_version, writer, epoch, synced_at FROM sync_state ORDER BY resource")
+_SYNC_SQL = text(
+    "SELECT resource, resource_version, writer, epoch, synced_at FROM sync_state ORDER BY resource"
+)
 
 
 def graph_stats(conn: Connection) -> dict[str, object]:
@@ -156,8 +158,12 @@ def graph_stats(conn: Connection) -> dict[str, object]:
         section: {str(k): int(n) for k, n in conn.execute(sql)} for section, sql in _STATS_SQL.items()
     }
     out["sync"] = {
-        r.resource: {"resourceVersion": r.resource_version, "writer": r.writer, "epoch": int(r.epoch),
-                     "syncedAt": r.synced_at.isoformat() if hasattr(r.synced_at, "isoformat") else str(r.synced_at)}
+        r.resource: {
+            "resourceVersion": r.resource_version,
+            "writer": r.writer,
+            "epoch": int(r.epoch),
+            "syncedAt": r.synced_at.isoformat() if hasattr(r.synced_at, "isoformat") else str(r.synced_at),
+        }
         for r in conn.execute(_SYNC_SQL)
     }
     return out

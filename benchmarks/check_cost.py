@@ -72,13 +72,24 @@ def postgres_runner(url: str) -> tuple[Query, Callable[[], None]]:
 
     u = make_url(url)
     conn = psycopg.connect(
-        host=u.host, port=u.port or 5432, user=u.username, password=u.password, dbname=u.database, autocommit=True
+        host=u.host,
+        port=u.port or 5432,
+        user=u.username,
+        password=u.password,
+        dbname=u.database,
+        autocommit=True,
     )
 
     def run(sql: str, params: dict[str, Any]) -> Any:
-        return conn.execute(sql.replace(":max_depth", "%(max_depth)s").replace(":kind", "%(kind)s")
-                            .replace(":namespace", "%(namespace)s").replace(":name", "%(name)s")
-                            .replace(":node", "%(node)s"), params, prepare=True).fetchone()
+        return conn.execute(
+            sql.replace(":max_depth", "%(max_depth)s")
+            .replace(":kind", "%(kind)s")
+            .replace(":namespace", "%(namespace)s")
+            .replace(":name", "%(name)s")
+            .replace(":node", "%(node)s"),
+            params,
+            prepare=True,
+        ).fetchone()
 
     return run, conn.close
 
@@ -112,13 +123,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"loaded preset {args.preset} into {engine_name} in {seconds:.1f} s")
     run, close = sqlite_runner(url) if is_sqlite(url) else postgres_runner(url)
     checks: list[Check] = sample_checks(PRESETS[args.preset], args.seed)
-    print(f"check cost, {engine_name}, preset {args.preset}, {os.cpu_count()} cores, {args.repeat} runs each (us)")
-    print(f"{'topology':<22} {'allowed':<7} {'ok':<3} {'median':>8} {'p99':>8} {'pk med':>8} {'pk p99':>8} {'x pk':>6}")
+    print(
+        f"check cost, {engine_name}, preset {args.preset}, {os.cpu_count()} cores, {args.repeat} runs each (us)"
+    )
+    print(
+        f"{'topology':<22} {'allowed':<7} {'ok':<3} {'median':>8} {'p99':>8} {'pk med':>8} {'pk p99':>8} {'x pk':>6}"
+    )
     worst = 0.0
     wrong = 0
     assert REACH_PARAMS  # the renderer's order is what positional drivers get
     for c in checks:
-        params = {"kind": c.kind, "namespace": c.namespace, "name": c.name, "node": c.node, "max_depth": MAX_DEPTH}
+        params = {
+            "kind": c.kind,
+            "namespace": c.namespace,
+            "name": c.name,
+            "node": c.node,
+            "max_depth": MAX_DEPTH,
+        }
         row = run(REACH_SQL, params)
         ok = bool(row[0]) == c.expected_allowed
         wrong += not ok
@@ -126,9 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pk = measure(run, PK_LOOKUP_SQL, params, args.repeat)
         ratio = statistics.median(reach) / statistics.median(pk)
         worst = max(worst, ratio)
-        print(f"{c.topology:<22} {str(c.expected_allowed):<7} {'yes' if ok else 'NO':<3} "
-              f"{statistics.median(reach):8.1f} {p(reach, 0.99):8.1f} {statistics.median(pk):8.1f} "
-              f"{p(pk, 0.99):8.1f} {ratio:6.2f}")
+        print(
+            f"{c.topology:<22} {str(c.expected_allowed):<7} {'yes' if ok else 'NO':<3} "
+            f"{statistics.median(reach):8.1f} {p(reach, 0.99):8.1f} {statistics.median(pk):8.1f} "
+            f"{p(pk, 0.99):8.1f} {ratio:6.2f}"
+        )
     close()
     print(f"worst median ratio to a PK lookup: {worst:.2f}x (target <= 2x); wrong answers: {wrong}")
     return 1 if wrong else 0

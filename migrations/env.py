@@ -68,8 +68,9 @@ def run_migrations_online() -> None:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=resolve_url(config.attributes.get("database_url")), target_metadata=metadata,
-                      literal_binds=True)
+    context.configure(
+        url=resolve_url(config.attributes.get("database_url")), target_metadata=metadata, literal_binds=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -25,7 +25,9 @@ from app.migrate import upgrade
 from app.schema import metadata
 
 PG_ADMIN_URL = os.environ.get("NODEAUTHZ_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-DATABASES = [d.strip() for d in os.environ.get("NODEAUTHZ_TEST_DATABASES", "sqlite,postgresql").split(",") if d]
+DATABASES = [
+    d.strip() for d in os.environ.get("NODEAUTHZ_TEST_DATABASES", "sqlite,postgresql").split(",") if d
+]
 
 
 @pytest.fixture(scope="session")
@@ -43,13 +45,17 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001 - the message must say what to do
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({exc}); start it or set NODEAUTHZ_TEST_DATABASES=sqlite")
+        pytest.fail(
+            f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({exc}); start it or set NODEAUTHZ_TEST_DATABASES=sqlite"
+        )
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     upgrade(url)
     yield url
     with admin.connect() as conn:
         conn.execute(
-            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"),
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+            ),
             {"n": name},
         )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))

@@ -77,15 +77,24 @@ def test_token_requests_are_checked_against_stored_pods(client: TestClient) -> N
 def test_eviction_of_own_pod_only(client: TestClient) -> None:
     own = review("CREATE", "pods", sub="eviction", name="mypod", namespace="ns", obj=eviction("mypod"))
     assert post(client, own)["allowed"] is True
-    other = review("CREATE", "pods", sub="eviction", name="otherpod", namespace="ns", obj=eviction("otherpod"))
+    other = review(
+        "CREATE", "pods", sub="eviction", name="otherpod", namespace="ns", obj=eviction("otherpod")
+    )
     assert post(client, other)["status"]["message"] == (
         'pods "otherpod" is forbidden: node mynode can only evict pods with spec.nodeName set to itself'
     )
 
 
 def test_non_node_users_pass_untouched(client: TestClient) -> None:
-    body = review("CREATE", "pods", name="x", namespace="ns", obj=pod("x", "othernode"), user="alice",
-                  groups=["system:authenticated"])
+    body = review(
+        "CREATE",
+        "pods",
+        name="x",
+        namespace="ns",
+        obj=pod("x", "othernode"),
+        user="alice",
+        groups=["system:authenticated"],
+    )
     assert post(client, body) == {"uid": json.loads(body)["request"]["uid"], "allowed": True}
 
 
@@ -93,8 +102,12 @@ def test_non_node_users_pass_untouched(client: TestClient) -> None:
     ("body", "message"),
     [
         (b"{not json", "JSON"),
-        (json.dumps({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}).encode(),
-         "admission.k8s.io/v1"),
+        (
+            json.dumps(
+                {"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}
+            ).encode(),
+            "admission.k8s.io/v1",
+        ),
         (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "request"),
     ],
 )
@@ -122,8 +135,12 @@ def test_check_admission_cli(database_url: str, store: GraphStore, tmp_path: Pat
     bad.write_bytes(token_request("mypod", "old-uid"))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "app", "--database-url", database_url, "check-admission",
-                               *args], capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "app", "--database-url", database_url, "check-admission", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     ok = run(str(good))
     assert ok.returncode == 0 and ok.stdout.startswith("allowed: CREATE serviceaccounts/token ns/mysa")

@@ -63,20 +63,30 @@ pods = st.builds(
     lambda name, ns, node, secrets, claims, mirror, uid: pod(
         name, ns, node, uid=f"{ns}-{name}-{uid}", secrets=tuple(secrets), pvcs=tuple(claims), mirror=mirror
     ),
-    names(("p0", "p1", "p2", "p3")), names(NAMESPACES), names(("", *NODES)),
-    st.lists(names(SECRETS), max_size=2), st.lists(names(CLAIMS), max_size=2), st.booleans(), st.integers(0, 1),
+    names(("p0", "p1", "p2", "p3")),
+    names(NAMESPACES),
+    names(("", *NODES)),
+    st.lists(names(SECRETS), max_size=2),
+    st.lists(names(CLAIMS), max_size=2),
+    st.booleans(),
+    st.integers(0, 1),
 )
 pvs = st.builds(
     lambda name, ns, claim, secret, secret_ns: pv(
         name, (ns, claim) if claim else None, csi_secrets={"nodePublishSecretRef": (secret_ns, secret)}
     ),
-    names(("v0", "v1")), names(NAMESPACES), names((None, *CLAIMS)), names(SECRETS), names(NAMESPACES),
+    names(("v0", "v1")),
+    names(NAMESPACES),
+    names((None, *CLAIMS)),
+    names(SECRETS),
+    names(NAMESPACES),
 )
 vas = st.builds(volume_attachment, names(("va0", "va1")), names(NODES))
 slices = st.builds(resource_slice, names(("rs0", "rs1")), names(NODES))
 steps = st.lists(
     st.tuples(st.sampled_from(("apply", "apply", "delete")), st.one_of(pods, pvs, vas, slices)),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 )
 
 TARGETS = [

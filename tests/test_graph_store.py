@@ -44,14 +44,22 @@ def test_three_hop_pv_secret(store: GraphStore, engine: Engine) -> None:
     apply(
         store,
         pod("db", "shop", "n1", pvcs=("data",)),
-        pv("pv-data", ("shop", "data"), csi_secrets={"nodePublishSecretRef": ("csi", "publish"),
-                                                     "controllerPublishSecretRef": ("csi", "controller")}),
+        pv(
+            "pv-data",
+            ("shop", "data"),
+            csi_secrets={
+                "nodePublishSecretRef": ("csi", "publish"),
+                "controllerPublishSecretRef": ("csi", "controller"),
+            },
+        ),
     )
     assert reach(engine, "n1", "secret", "csi", "publish")
     assert reach(engine, "n1", "pv", "", "pv-data")
     assert reach(engine, "n1", "pvc", "shop", "data")
     assert not reach(engine, "n2", "secret", "csi", "publish")
-    assert not reach(engine, "n1", "secret", "csi", "controller")  # controller secrets are not kubelet-visible
+    assert not reach(
+        engine, "n1", "secret", "csi", "controller"
+    )  # controller secrets are not kubelet-visible
 
 
 def test_applying_twice_changes_nothing(store: GraphStore, engine: Engine) -> None:
@@ -64,7 +72,10 @@ def test_applying_twice_changes_nothing(store: GraphStore, engine: Engine) -> No
     assert (first.written, second.written, second.unchanged) == (1, 0, 1)
     assert counts(engine) == before
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT owner_id, from_id, to_id FROM edges ORDER BY 1, 2, 3")).all() == ids_before
+        assert (
+            conn.execute(text("SELECT owner_id, from_id, to_id FROM edges ORDER BY 1, 2, 3")).all()
+            == ids_before
+        )
 
 
 def test_status_only_update_records_new_resource_version(store: GraphStore, engine: Engine) -> None:
@@ -77,7 +88,9 @@ def test_status_only_update_records_new_resource_version(store: GraphStore, engi
 
 
 def test_update_replaces_exactly_the_owned_edges(store: GraphStore, engine: Engine) -> None:
-    apply(store, pod("a", "shop", "n1", secrets=("s1", "shared")), pod("b", "shop", "n1", secrets=("shared",)))
+    apply(
+        store, pod("a", "shop", "n1", secrets=("s1", "shared")), pod("b", "shop", "n1", secrets=("shared",))
+    )
     apply(store, pod("a", "shop", "n1", secrets=("s2",)))
     assert not reach(engine, "n1", "secret", "shop", "s1")
     assert reach(engine, "n1", "secret", "shop", "s2")
@@ -93,7 +106,9 @@ def test_recreated_pod_on_another_node_moves_access(store: GraphStore, engine: E
     assert not reach(engine, "n1", "secret", "shop", "tls")
     assert reach(engine, "n2", "secret", "shop", "tls")
     with engine.connect() as conn:
-        assert conn.execute(select(vertices.c.name).where(vertices.c.kind == "node")).scalars().all() == ["n2"]
+        assert conn.execute(select(vertices.c.name).where(vertices.c.kind == "node")).scalars().all() == [
+            "n2"
+        ]
 
 
 def test_delete_removes_owned_edges_and_orphans_only(store: GraphStore, engine: Engine) -> None:
@@ -146,7 +161,9 @@ def test_volume_attachments_slices_and_nodes(store: GraphStore, engine: Engine) 
 
 
 def test_last_version_in_a_batch_wins(store: GraphStore, engine: Engine) -> None:
-    store.apply([derive(pod("a", "shop", "n1", secrets=("old",))), derive(pod("a", "shop", "n1", secrets=("new",)))])
+    store.apply(
+        [derive(pod("a", "shop", "n1", secrets=("old",))), derive(pod("a", "shop", "n1", secrets=("new",)))]
+    )
     assert reach(engine, "n1", "secret", "shop", "new")
     assert not reach(engine, "n1", "secret", "shop", "old")
 
@@ -161,8 +178,10 @@ def test_sync_mark_commits_with_the_writes(store: GraphStore) -> None:
 
 
 def test_bulk_apply_of_many_objects_in_one_call(store: GraphStore, engine: Engine) -> None:
-    pods = [derive(pod(f"p{i}", f"ns{i % 7}", f"n{i % 13}", secrets=(f"s{i}",), configmaps=("kube-root-ca.crt",)))
-            for i in range(1200)]  # more than one IN-list chunk
+    pods = [
+        derive(pod(f"p{i}", f"ns{i % 7}", f"n{i % 13}", secrets=(f"s{i}",), configmaps=("kube-root-ca.crt",)))
+        for i in range(1200)
+    ]  # more than one IN-list chunk
     assert store.apply(pods).written == 1200
     assert reach(engine, "n5", "secret", "ns5", "s5")
     assert reach(engine, "n0", "configmap", "ns0", "kube-root-ca.crt")

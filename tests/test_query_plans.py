@@ -22,12 +22,22 @@ GC_PROBE_SQL = (
 
 def _populate(store: GraphStore, engine: Engine) -> None:
     pods = [
-        derive(pod(f"p{i}", f"ns{i % 20}", f"n{i % 50}", secrets=(f"s{i}",), configmaps=("kube-root-ca.crt",),
-                   pvcs=(f"c{i}",)))
+        derive(
+            pod(
+                f"p{i}",
+                f"ns{i % 20}",
+                f"n{i % 50}",
+                secrets=(f"s{i}",),
+                configmaps=("kube-root-ca.crt",),
+                pvcs=(f"c{i}",),
+            )
+        )
         for i in range(3000)
     ]
-    pvs = [derive(pv(f"v{i}", (f"ns{i % 20}", f"c{i}"), csi_secrets={"nodePublishSecretRef": ("csi", f"x{i}")}))
-           for i in range(3000)]
+    pvs = [
+        derive(pv(f"v{i}", (f"ns{i % 20}", f"c{i}"), csi_secrets={"nodePublishSecretRef": ("csi", f"x{i}")}))
+        for i in range(3000)
+    ]
     store.apply(pods + pvs)
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
@@ -46,9 +56,15 @@ def test_reach_query_probes_the_edge_index(store: GraphStore, engine: Engine) ->
     for args in [("n1", "configmap", "ns1", "kube-root-ca.crt"), ("n1", "secret", "csi", "x1")]:
         plan = _plan(engine, REACH_SQL, reach_params(*args))
         if engine.dialect.name == "sqlite":
-            assert "SEARCH v USING COVERING INDEX sqlite_autoindex_vertices_1 (kind=? AND namespace=? AND name=?)" in plan
+            assert (
+                "SEARCH v USING COVERING INDEX sqlite_autoindex_vertices_1 (kind=? AND namespace=? AND name=?)"
+                in plan
+            )
             assert "SEARCH n USING COVERING INDEX sqlite_autoindex_vertices_1" in plan
-            assert plan.count("SEARCH e USING INDEX ix_edges_from_id_node_id_to_id (from_id=? AND node_id=?)") == 3
+            assert (
+                plan.count("SEARCH e USING INDEX ix_edges_from_id_node_id_to_id (from_id=? AND node_id=?)")
+                == 3
+            )
             assert "SCAN e" not in plan and "SCAN v" not in plan
         else:
             assert "Index Scan using uq_vertices_kind_namespace_name on vertices v" in plan
@@ -86,7 +102,10 @@ def test_bulk_key_lookup_joins_through_the_unique_index(store: GraphStore, engin
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
-            assert "SEARCH t USING COVERING INDEX sqlite_autoindex_vertices_1 (kind=? AND namespace=? AND name=?)" in plan
+            assert (
+                "SEARCH t USING COVERING INDEX sqlite_autoindex_vertices_1 (kind=? AND namespace=? AND name=?)"
+                in plan
+            )
             assert "SCAN t" not in plan
         else:
             plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params))
