@@ -1,12 +1,14 @@
 """Reading the graph: "may node N reach object (kind, namespace, name)?" and why.
 
-The check is one recursive CTE. It walks from the object only along plain
-edges (secret -> pv -> pvc) and then asks, per visited vertex, for one edge
-whose ``node_id`` is the node asked about: an index probe on
-``edges(from_id, node_id, ...)``. So a configmap mounted by every pod of a
-namespace costs the same as a secret used by one pod (the naive walk over all
-its pods was 500x slower in the field notes). ``UNION`` ends the walk on
-cycles; the depth bound is reported when hit, never silently denied.
+The check is one statement. Every edge into a pod or node carries that node
+(``node_id``), so "does a pod on node N use X?" is one index probe on
+``edges(from_id, node_id, ...)``, whatever X's fan-out: a configmap mounted by
+every pod of a namespace costs the same as a secret used by one pod (the naive
+walk over all its pods was 500x slower in the field notes). Only objects with
+plain out-edges (a secret used by PVs: secret -> pv -> pvc) need the indexed
+recursive CTE, which walks plain edges and probes for N at each vertex.
+``UNION`` ends the walk on cycles; the depth bound is reported when hit, never
+turned into a silent deny. Result codes: 2 found, 1 depth bound hit, 0 none.
 
 The SQL text lives here once; ``render`` turns its ``:name`` parameters into
 each driver's placeholder style (raw sqlite3, asyncpg) for the request path.
@@ -26,24 +28,36 @@ from app.kinds import NODE, VertexKey
 MAX_DEPTH = 8
 
 REACH_SQL = """
-WITH RECURSIVE walk(id, depth) AS (
-    SELECT v.id, 0 FROM vertices v
+SELECT CASE
+  WHEN EXISTS (
+    SELECT 1 FROM vertices v JOIN edges e ON e.from_id = v.id
      WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
-  UNION
-    SELECT e.to_id, w.depth + 1 FROM walk w
-      JOIN edges e ON e.from_id = w.id AND e.node_id IS NULL
-     WHERE w.depth < :max_depth
-)
-SELECT
-  EXISTS (
-    SELECT 1 FROM walk w JOIN edges e ON e.from_id = w.id
-     WHERE e.node_id = (SELECT n.id FROM vertices n
-                         WHERE n.kind = 'node' AND n.namespace = '' AND n.name = :node)
-  ) AS found,
-  EXISTS (
-    SELECT 1 FROM walk w JOIN edges e ON e.from_id = w.id AND e.node_id IS NULL
-     WHERE w.depth = :max_depth
-  ) AS truncated
+       AND e.node_id = (SELECT n.id FROM vertices n WHERE n.kind = 'node' AND n.namespace = '' AND n.name = :node)
+  ) THEN 2
+  WHEN NOT EXISTS (
+    SELECT 1 FROM vertices v JOIN edges e ON e.from_id = v.id AND e.node_id IS NULL
+     WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
+  ) THEN 0
+  ELSE (
+    WITH RECURSIVE walk(id, depth) AS (
+        SELECT v.id, 0 FROM vertices v
+         WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
+      UNION
+        SELECT e.to_id, w.depth + 1 FROM walk w
+          JOIN edges e ON e.from_id = w.id AND e.node_id IS NULL
+         WHERE w.depth < :max_depth
+    )
+    SELECT COALESCE(MAX(CASE
+      WHEN EXISTS (
+        SELECT 1 FROM edges e
+         WHERE e.from_id = w.id
+           AND e.node_id = (SELECT n.id FROM vertices n WHERE n.kind = 'node' AND n.namespace = '' AND n.name = :node)
+      ) THEN 2
+      WHEN w.depth = :max_depth AND EXISTS (
+        SELECT 1 FROM edges e WHERE e.from_id = w.id AND e.node_id IS NULL
+      ) THEN 1
+      ELSE 0 END), 0) FROM walk w
+  ) END AS reach
 """
 
 # The order positional drivers receive REACH_SQL's parameters in.
@@ -61,6 +75,11 @@ class DepthBoundHit(RuntimeError):
 class Reach:
     found: bool
     truncated: bool = False
+
+    @classmethod
+    def from_code(cls, code: int | None) -> Reach:
+        """REACH_SQL's ``reach`` column: 2 found, 1 depth bound hit without a path, 0 none."""
+        return cls(found=code == 2, truncated=code == 1)
 
     def verdict(self) -> bool:
         """found, or raise when the bound cut the walk short without finding a path."""
@@ -91,8 +110,8 @@ def reach_params(node: str, kind: str, namespace: str, name: str) -> dict[str, o
 
 def has_path(conn: Connection, node: str, kind: str, namespace: str, name: str) -> Reach:
     """The check over a SQLAlchemy connection (CLI, tests; the webhook uses raw drivers)."""
-    row = conn.execute(text(REACH_SQL), reach_params(node, kind, namespace, name)).one()
-    return Reach(found=bool(row.found), truncated=bool(row.truncated))
+    code = conn.execute(text(REACH_SQL), reach_params(node, kind, namespace, name)).scalar()
+    return Reach.from_code(code)
 
 
 # -- explain: the paths themselves, for people --------------------------------------------------

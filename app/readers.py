@@ -52,7 +52,7 @@ class SqliteReader:
     async def reach(self, node: str, kind: str, namespace: str, name: str) -> Reach:
         params = reach_params(node, kind, namespace, name)
         row = self._conn.execute(self._sql, tuple(params[k] for k in self._order)).fetchone()
-        return Reach(found=bool(row[0]), truncated=bool(row[1]))
+        return Reach.from_code(row[0])
 
     async def ping(self) -> None:
         self._conn.execute("SELECT 1").fetchone()
@@ -76,7 +76,7 @@ class PostgresReader:
     async def reach(self, node: str, kind: str, namespace: str, name: str) -> Reach:
         params = reach_params(node, kind, namespace, name)
         row = await self._pool.fetchrow(self._sql, *(params[k] for k in self._order))
-        return Reach(found=bool(row[0]), truncated=bool(row[1]))
+        return Reach.from_code(row[0])
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")

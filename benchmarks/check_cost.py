@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_depth": MAX_DEPTH,
         }
         row = run(REACH_SQL, params)
-        ok = bool(row[0]) == c.expected_allowed
+        ok = (row[0] == 2) == c.expected_allowed
         wrong += not ok
         reach = measure(run, REACH_SQL, params, args.repeat)
         pk = measure(run, PK_LOOKUP_SQL, params, args.repeat)
