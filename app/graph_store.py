@@ -361,7 +361,13 @@ class _Transaction:
         self.conn = self.store.engine.connect()
         self.conn.begin()
         if self.fence is not None:
-            self.store._check_fence_locked(self.conn, self.fence)
+            try:
+                self.store._check_fence_locked(self.conn, self.fence)
+            except BaseException:
+                # __exit__ does not run when __enter__ raises: give the lock back now.
+                self.conn.rollback()
+                self.conn.close()
+                raise
         return self.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
