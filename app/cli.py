@@ -17,7 +17,7 @@ from app import __version__
 from app.database import URL_ENV
 
 # Command families, in the order `nodeauthz --help` lists them.
-FAMILIES = ("app.cli_graph", "app.cli_webhook", "app.cli_sync", "app.cli_admission")
+FAMILIES = ("app.cli_graph", "app.cli_webhook", "app.cli_sync", "app.cli_replica", "app.cli_admission")
 
 
 class UsageError(Exception):

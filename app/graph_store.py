@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, exists, select, update
+from sqlalchemy import Connection, Engine, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.bulk_writes import BulkWrites
 from app.edges import DerivedObject
 from app.kinds import VertexKey
 from app.schema import edges, objects, sync_state, vertices, writer_lease
@@ -71,19 +72,6 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def keyed_select_sql(table: str, columns: str, count: int, mark: str) -> str:
-    """SELECT ``columns`` of ``table`` (aliased ``t``) for ``count`` bound (kind, namespace, name) keys.
-
-    A join from a VALUES list: SQLite plans a row-value ``IN (VALUES ...)`` as a table scan.
-    ``table``/``columns`` are constants of this module; values are always bound parameters.
-    """
-    values = ", ".join([f"({mark}, {mark}, {mark})"] * count)
-    return (
-        f"SELECT {columns} FROM (VALUES {values}) AS k JOIN {table} t "  # noqa: S608
-        "ON t.kind = k.column1 AND t.namespace = k.column2 AND t.name = k.column3"
-    )
-
-
 class GraphStore:
     """The single writer's handle on the graph (one per process)."""
 
@@ -91,6 +79,7 @@ class GraphStore:
         self.engine = engine
         self.writer = writer
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._bulk = BulkWrites.for_dialect(engine.dialect.name)
         # Vertex ids known to be committed; cleared on any failed transaction.
         self._vertex_ids: dict[VertexKey, int] = {}
 
@@ -129,6 +118,10 @@ class GraphStore:
     def mark(self, mark: SyncMark, *, fence: Fence | None = None) -> None:
         with self._transaction(fence) as conn:
             self._mark_locked(conn, mark, fence)
+
+    def forget_cached_ids(self) -> None:
+        """Drop cached vertex ids: call when (re)gaining the writer role, another writer may have moved on."""
+        self._vertex_ids.clear()
 
     def owned_keys(self, kind: str) -> set[VertexKey]:
         """Every stored object of one owner kind: what a re-list reconciles against."""
@@ -181,30 +174,14 @@ class GraphStore:
 
     def _existing_locked(self, conn: Connection, keys: Sequence[VertexKey]) -> dict[VertexKey, Any]:
         found: dict[VertexKey, Any] = {}
-        for row in self._select_by_keys_locked(
-            conn, "objects", "t.id, t.kind, t.namespace, t.name, t.fingerprint", keys
-        ):
+        columns = "t.id, t.kind, t.namespace, t.name, t.fingerprint"
+        for row in self._bulk.select_by_keys(conn, "objects", columns, keys):
             found[VertexKey(row[1], row[2], row[3])] = _ObjectRow(row[0], row[4])
         return found
 
-    def _select_by_keys_locked(
-        self, conn: Connection, table: str, columns: str, keys: Sequence[VertexKey]
-    ) -> Iterator[Sequence[Any]]:
-        """Rows of ``table`` whose (kind, namespace, name) is in ``keys``, through the unique index.
-
-        Raw driver SQL: SQLAlchemy recompiling a 500-tuple IN list per batch cost more
-        than running it. Table and column names are constants of this module; values are
-        always bound parameters.
-        """
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        for chunk in _chunks(keys):
-            sql = keyed_select_sql(table, columns, len(chunk), mark)
-            params = tuple(v for key in chunk for v in key)
-            yield from conn.exec_driver_sql(sql, params)
-
     def _apply_locked(self, conn: Connection, items: Sequence[DerivedObject]) -> ApplyResult:
         existing = self._existing_locked(conn, [o.key for o in items])
-        unchanged: list[dict[str, Any]] = []
+        unchanged: list[tuple[int, str]] = []
         replaced: list[DerivedObject] = []
         fresh: list[DerivedObject] = []
         for obj in items:
@@ -212,37 +189,19 @@ class GraphStore:
             if row is None:
                 fresh.append(obj)
             elif row.fingerprint == obj.fingerprint:
-                unchanged.append({"b_id": row.id, "rv": obj.resource_version})
+                unchanged.append((row.id, obj.resource_version))
             else:
                 replaced.append(obj)
         if unchanged:
-            conn.execute(
-                update(objects)
-                .where(objects.c.id == bindparam("b_id"))
-                .values(resource_version=bindparam("rv")),
-                unchanged,
-            )
+            self._bulk.update_versions(conn, unchanged)
         owner_ids: dict[VertexKey, int] = {}
         if replaced:
             ids = [existing[o.key].id for o in replaced]
             candidates = self._remove_locked(conn, ids, drop_objects=False, collect_only=True)
-            conn.execute(
-                update(objects)
-                .where(objects.c.id == bindparam("b_id"))
-                .values(
-                    uid=bindparam("uid"),
-                    resource_version=bindparam("rv"),
-                    node_name=bindparam("node"),
-                    fingerprint=bindparam("fp"),
-                ),
+            self._bulk.update_objects(
+                conn,
                 [
-                    {
-                        "b_id": existing[o.key].id,
-                        "uid": o.uid,
-                        "rv": o.resource_version,
-                        "node": o.node_name,
-                        "fp": o.fingerprint,
-                    }
+                    (existing[o.key].id, o.uid, o.resource_version, o.node_name, o.fingerprint)
                     for o in replaced
                 ],
             )
@@ -250,20 +209,12 @@ class GraphStore:
         else:
             candidates = set()
         if fresh:
-            # Plain executemany, then one keyed read-back: RETURNING with parameter order forces
+            # Insert, then one keyed read-back of the ids: RETURNING in parameter order would force
             # SQLite into one statement per row.
-            conn.execute(
-                objects.insert(),
+            self._bulk.insert_objects(
+                conn,
                 [
-                    {
-                        "kind": o.kind,
-                        "namespace": o.namespace,
-                        "name": o.name,
-                        "uid": o.uid,
-                        "resource_version": o.resource_version,
-                        "node_name": o.node_name,
-                        "fingerprint": o.fingerprint,
-                    }
+                    (o.kind, o.namespace, o.name, o.uid, o.resource_version, o.node_name, o.fingerprint)
                     for o in fresh
                 ],
             )
@@ -293,10 +244,7 @@ class GraphStore:
             for e in obj.edges:
                 node_id = ids[VertexKey("node", "", e.node)] if e.node is not None else None
                 rows[(owner, ids[e.source], ids[e.target])] = node_id
-        conn.execute(
-            edges.insert(),
-            [{"owner_id": o, "from_id": f, "to_id": t, "node_id": n} for (o, f, t), n in rows.items()],
-        )
+        self._bulk.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
 
     def _vertex_ids_locked(self, conn: Connection, keys: set[VertexKey]) -> dict[VertexKey, int]:
         cache = self._vertex_ids
@@ -304,13 +252,8 @@ class GraphStore:
         missing = [k for k in keys if k not in result]
         if not missing:
             return result
-        conn.execute(
-            self._insert(vertices).on_conflict_do_nothing(),
-            [{"kind": k.kind, "namespace": k.namespace, "name": k.name} for k in missing],
-        )
-        for row in self._select_by_keys_locked(
-            conn, "vertices", "t.id, t.kind, t.namespace, t.name", missing
-        ):
+        self._bulk.insert_vertices(conn, missing)
+        for row in self._bulk.select_by_keys(conn, "vertices", "t.id, t.kind, t.namespace, t.name", missing):
             result[VertexKey(row[1], row[2], row[3])] = row[0]
         cache.update(result)  # safe: a rolled-back transaction clears the cache
         return result

@@ -41,6 +41,8 @@ class Settings:
     tls_client_ca: str | None = None
     pool_size: int = DEFAULT_POOL_SIZE
     log_level: str = "INFO"
+    # Resources whose sync state /readyz requires (``nodeauthz run``); empty: schema and database only.
+    require_synced: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -66,6 +68,8 @@ class Settings:
             f"{ENV_PREFIX}POOL_SIZE": str(self.pool_size),
             f"{ENV_PREFIX}LOG_LEVEL": self.log_level,
         }
+        if self.require_synced:
+            env[f"{ENV_PREFIX}REQUIRE_SYNCED"] = ",".join(self.require_synced)
         for key, value in (("TLS_CERT", self.tls_cert), ("TLS_KEY", self.tls_key),
                            ("TLS_CLIENT_CA", self.tls_client_ca)):
             if value:
@@ -91,6 +95,8 @@ class Settings:
             values["pool_size"] = int(pool)
         if (level := get("LOG_LEVEL")) is not None:
             values["log_level"] = level
+        if (synced := get("REQUIRE_SYNCED")) is not None:
+            values["require_synced"] = tuple(r for r in synced.split(",") if r)
         for key in ("TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"):
             if (path := get(key)) is not None:
                 values[key.lower()] = path

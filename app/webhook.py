@@ -10,6 +10,7 @@ with the in-tree Node authorizer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -29,6 +30,7 @@ from app.database import make_read_engine
 from app.decisions import Decision, PathQuery, decide, resolve
 from app.reachability import DepthBoundHit
 from app.readers import Reader, open_reader
+from app.readiness import check_readiness_async
 from app.sar import MAX_REVIEW_BYTES, ParsedReview, ReviewError, ReviewTooLarge, parse_review, render_response
 from app.settings import Settings
 
@@ -202,6 +204,11 @@ def create_app(
     # Admission lookups are rarer and synchronous: a small SQLAlchemy pool, used from worker threads.
     admission_engine = make_read_engine(settings.database_url, pool_size=2)
     admit = make_admit_endpoint(admission_engine, read_capped)
+    if readiness is None and settings.require_synced:
+        # A replica of `nodeauthz run`: ready only once the shared graph is synced by a live writer.
+        readiness = functools.partial(
+            check_readiness_async, admission_engine, required_resources=settings.require_synced, self_synced=None
+        )
 
     async def authorize(request: Request) -> Response:
         try:

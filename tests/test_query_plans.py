@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
+from app.bulk_writes import keyed_select_sql
 from app.edges import derive
-from app.graph_store import GraphStore, keyed_select_sql
+from app.graph_store import GraphStore
 from app.reachability import PK_LOOKUP_SQL, REACH_SQL, reach_params
 from tests.builders import pod, pv
 
