@@ -57,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # Every command checks the schema revision; alembic announces each look at INFO.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except UsageError as exc:

@@ -54,6 +54,9 @@ def _require_schema(url: str) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)  # show each step taken
     url = resolve_url(args.database_url)
     upgrade(url)
     print(f"schema at revision {head_revision()}")
