@@ -58,35 +58,32 @@ def tune_sqlite_connection(dbapi_connection: Any) -> None:
 
 def make_engine(url: str | None = None, *, pool_size: int = 5) -> Engine:
     """An engine for schema work and writes (``BEGIN IMMEDIATE`` on SQLite)."""
-    resolved = resolve_url(url)
-    if is_sqlite(resolved):
-        sqlite_path(resolved)
-        engine = create_engine(resolved)
+    return _engine(url, pool_size=pool_size, immediate=True)
 
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection: Any, _record: Any) -> None:
+
+def make_read_engine(url: str | None = None, *, pool_size: int = 5) -> Engine:
+    """An engine for reads: deferred transactions on SQLite, so reads never queue behind the writer."""
+    return _engine(url, pool_size=pool_size, immediate=False)
+
+
+def _engine(url: str | None, *, pool_size: int, immediate: bool) -> Engine:
+    resolved = resolve_url(url)
+    if not is_sqlite(resolved):
+        return create_engine(resolved, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    sqlite_path(resolved)
+    engine = create_engine(resolved)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        if immediate:
             # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
             dbapi_connection.isolation_level = None
-            tune_sqlite_connection(dbapi_connection)
+        tune_sqlite_connection(dbapi_connection)
+
+    if immediate:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        return engine
-    return create_engine(resolved, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-
-
-def make_read_engine(url: str | None = None, *, pool_size: int = 5) -> Engine:
-    """An engine for reads: deferred transactions on SQLite, so reads never queue behind the writer."""
-    resolved = resolve_url(url)
-    if is_sqlite(resolved):
-        sqlite_path(resolved)
-        engine = create_engine(resolved)
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection: Any, _record: Any) -> None:
-            tune_sqlite_connection(dbapi_connection)
-
-        return engine
-    return create_engine(resolved, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return engine
