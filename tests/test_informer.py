@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from app.informer import Informer, InformerConfig
 from app.kube_client import KubeApi, ResourceSpec, WatchEvent
 from tests.fake_apiserver import FakeApiServer
+from tests.threads import running
 
 FAST = InformerConfig(page_size=2, watch_timeout=(5, 5), backoff_initial=0.05, backoff_max=0.2, poll=0.05)
 PODS = ResourceSpec("pods", "", "v1", "pod")
@@ -79,25 +79,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[FakeApiServer, KubeApi]]:
         api.close()
 
 
-@contextmanager
-def running(informer: Informer) -> Iterator[list[BaseException]]:
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            informer.run(stop)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield errors
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        assert not thread.is_alive(), "informer did not stop promptly"
 
 
 def test_paged_list_then_watch_delivers_in_order(cluster: tuple[FakeApiServer, KubeApi]) -> None:

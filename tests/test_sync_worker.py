@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from app.kube_client import KubeApi
 from app.reachability import has_path
 from app.sync_worker import SyncWorker
 from tests.fake_apiserver import FakeApiServer
+from tests.threads import running
 
 FAST = InformerConfig(page_size=50, watch_timeout=(5, 5), backoff_initial=0.05, backoff_max=0.2, poll=0.05)
 REPO = Path(__file__).resolve().parent.parent
@@ -62,25 +62,6 @@ def api(server: FakeApiServer, tmp_path: Path) -> Iterator[KubeApi]:
     client.close()
 
 
-@contextmanager
-def running(worker: SyncWorker) -> Iterator[list[BaseException]]:
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run(stop)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield errors
-    finally:
-        stop.set()
-        thread.join(timeout=3)
-        assert not thread.is_alive(), "worker did not stop promptly"
 
 
 def worker_for(store: GraphStore, api: KubeApi, **kwargs: Any) -> SyncWorker:
