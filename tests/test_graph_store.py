@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine, func, select, text
 
 from app.edges import derive
@@ -187,3 +188,34 @@ def test_bulk_apply_of_many_objects_in_one_call(store: GraphStore, engine: Engin
     assert reach(engine, "n0", "configmap", "ns0", "kube-root-ca.crt")
     assert not reach(engine, "n1", "secret", "ns5", "s5")
     assert store.apply(pods).unchanged == 1200
+
+
+def test_concurrent_sqlite_writers_wait_instead_of_failing(database_url: str, engine: Engine) -> None:
+    """BEGIN IMMEDIATE + busy timeout: writers queue; a deferred BEGIN would fail with "database is locked"."""
+    import threading
+
+    from app.database import make_engine
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL writers are serialised by the writer lease (tests/test_leader_election.py)")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        own = make_engine(database_url)
+        try:
+            store = GraphStore(own, writer=f"w{n}")
+            for i in range(40):
+                store.apply([derive(pod(f"p{n}-{i}", "shop", f"n{n}", secrets=(f"s{n}-{i}", "shared")))])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(reach(engine, f"n{n}", "secret", "shop", f"s{n}-39") for n in range(4))
+    assert reach(engine, "n3", "secret", "shop", "shared")
