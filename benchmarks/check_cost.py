@@ -26,20 +26,25 @@ from app.graph_store import GraphStore
 from app.migrate import upgrade
 from app.reachability import MAX_DEPTH, PK_LOOKUP_SQL, REACH_PARAMS, REACH_SQL, render
 from benchmarks.generate import generate
-from benchmarks.shapes import PRESETS, Check, sample_checks
+from benchmarks.shapes import PRESETS, Check, Shape, sample_checks
 
 Query = Callable[[str, dict[str, Any]], Any]
 
 
 def load(url: str, preset: str, seed: int, batch: int = 5_000) -> float:
     """Generate and apply the preset through GraphStore; returns seconds."""
+    return load_shape(url, PRESETS[preset], seed, batch)
+
+
+def load_shape(url: str, shape: Shape, seed: int, batch: int = 5_000) -> float:
+    """Generate and apply a cluster of ``shape`` through GraphStore (the ingest path); returns seconds."""
     upgrade(url)
     engine = make_engine(url)
     store = GraphStore(engine, writer="benchmark")
     started = time.perf_counter()
     gc.disable()
     pending = []
-    for obj in generate(PRESETS[preset], seed):
+    for obj in generate(shape, seed):
         pending.append(derive(obj))
         if len(pending) >= batch:
             store.apply(pending)

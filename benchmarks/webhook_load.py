@@ -2,7 +2,8 @@
 
     python -m benchmarks.webhook_load                       # temp SQLite, small preset (~30 s)
     python -m benchmarks.webhook_load --database-url sqlite:///big.db --checks checks.json
-    python -m benchmarks.webhook_load --database-url postgresql://... --load small
+    python -m benchmarks.webhook_load --database-url postgresql://... --load --preset small
+    python -m benchmarks.webhook_load --database-url sqlite:///big.db --preset large --churn 100
 
 Each target is a uvicorn server (uvloop, httptools, one worker, no access log)
 in its own process: ``nodeauthz serve`` for the webhook, ``trivial_app`` for the
@@ -12,6 +13,12 @@ in another process, closed loop, keep-alive, at each concurrency. Requests are
 SubjectAccessReviews built from ``--checks`` (``benchmarks.generate --checks``
 output), else from ``sample_checks`` of ``--preset``/``--seed``; answers are
 compared with the checks' expected results (the "err" column).
+
+``--churn RATE`` measures each webhook a second time while ``benchmarks.churn``
+re-applies pods through the graph store at RATE a second (a third process: real
+edge rewrites in write transactions against the same database). "vs triv" is
+the webhook's req/s over the trivial endpoint's at the same connection count;
+"client", "server" and "churn" are each process's CPU share (1.0 = one core).
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from app.database import make_engine, resolve_url
 from app.edges import derive, owner_kind
 from app.graph_store import GraphStore
 from app.migrate import upgrade
+from benchmarks.churn import Churn, churning
 from benchmarks.generate import generate
+from benchmarks.scale_curve import scale_shape
 from benchmarks.shapes import PRESETS, sample_checks
 
 RESOURCES = {
@@ -164,6 +173,33 @@ def measure(
     return result
 
 
+def print_point(name: str, r: Mapping[str, Any], baseline: Mapping[int, float]) -> None:
+    base = baseline.get(r["concurrency"])
+    share = f"{r['rps'] / base:.0%}" if base and not name.startswith("trivial") else "-"
+    churn = f"{r['churn_cpu']:.0%}" if "churn_cpu" in r else "-"
+    print(
+        f"{name:<32} {r['concurrency']:>5} {r['rps']:>9.0f} {share:>7} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+        f"{r['p999_ms']:>8.2f} {r['client_cpu']:>6.0%} {r['server_cpu']:>6.0%} {churn:>6} {r['errors']:>5}",
+        flush=True,
+    )
+    if r["errors"]:
+        print(f"    first error: {r['first_error']}", flush=True)
+
+
+def run_points(
+    name: str, port: int, pid: int, args: argparse.Namespace, requests_file: str, churn: Churn | None = None
+) -> list[dict[str, Any]]:
+    results = []
+    for c in args.concurrency:
+        c0, t0 = (cpu_seconds(churn.pid), time.monotonic()) if churn else (0.0, 0.0)
+        r = measure(port, pid, c, args, requests_file, verify=name.startswith("webhook"))
+        if churn:
+            r["churn_cpu"] = (cpu_seconds(churn.pid) - c0) / (time.monotonic() - t0)
+        print_point(name, r, args.baseline)
+        results.append(r)
+    return results
+
+
 def run_target(
     name: str,
     command: list[str],
@@ -171,17 +207,45 @@ def run_target(
     env: Mapping[str, str],
     args: argparse.Namespace,
     requests_file: str,
-) -> None:
+    url: str | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each connection count against one server; with ``url`` and ``--churn``, again under churn."""
+    out = {}
     with server(command, port, env, Path(requests_file).with_name(f"{port}.log")) as pid:
-        for c in args.concurrency:
-            r = measure(port, pid, c, args, requests_file, verify=name.startswith("webhook"))
+        out[name] = run_points(name, port, pid, args, requests_file)
+        if url is not None and args.churn > 0:
+            label = f"{name} +churn {args.churn:g}/s"
+            with churning(url, args.churn, shape_args(args)) as churn:
+                out[label] = run_points(label, port, pid, args, requests_file, churn)
+            c = churn.result
             print(
-                f"{name:<28} {c:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-                f"{r['p999_ms']:>8.2f} {r['client_cpu']:>6.0%} {r['server_cpu']:>6.0%} {r['errors']:>5}",
+                f"    churn: {c['applies']} pod applies in {c['transactions']} transactions, "
+                f"{c['rate']:.0f}/s achieved of {c['target_rate']:g}/s; transaction p50 "
+                f"{c['txn_p50_ms']:.1f} ms, p99 {c['txn_p99_ms']:.1f} ms; CPU {c['cpu']:.0%}",
                 flush=True,
             )
-            if r["errors"]:
-                print(f"    first error: {r['first_error']}", flush=True)
+    return out
+
+
+def shape_args(args: argparse.Namespace) -> list[str]:
+    scale = ["--scale-pods", str(args.scale_pods)] if args.scale_pods else []
+    return ["--preset", args.preset, "--seed", str(args.seed), *scale]
+
+
+def summary(results: dict[str, list[dict[str, Any]]], baseline: Mapping[int, float], at: int = 32) -> None:
+    """The issue's targets at ``at`` connections: req/s share of the trivial endpoint, p99."""
+    for name, points in results.items():
+        if name.startswith("trivial"):
+            continue
+        for r in points:
+            if r["concurrency"] == at and baseline.get(at):
+                need = 0.5 if "sqlite" in name else 0.25
+                share = r["rps"] / baseline[at]
+                print(
+                    f"target at {at} conns, {name}: {share:.0%} of trivial (>= {need:.0%}: "
+                    f"{'met' if share >= need else 'NOT met'}), p99 {r['p99_ms']:.2f} ms "
+                    f"(<= 5 ms: {'met' if r['p99_ms'] <= 5 else 'NOT met'})"
+                )
 
 
 def read_path(urls: list[str], checks: list[dict[str, Any]], n: int = 3000) -> None:
@@ -248,7 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", choices=sorted(PRESETS), default="small")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checks", help="JSON list of checks (benchmarks.generate --checks)")
-    p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 128])
+    p.add_argument(
+        "--connections",
+        "--concurrency",
+        dest="concurrency",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 8, 32, 128],
+        help="comma-separated connection counts (default 1,8,32,128)",
+    )
+    p.add_argument("--churn", type=float, default=0.0, help="also measure under RATE pod applies a second")
+    p.add_argument(
+        "--scale-pods", type=int, help="the database is benchmarks.scale_curve's cluster of this many pods"
+    )
     p.add_argument("--duration", type=float, default=2.0, help="seconds measured per point")
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--log-level", default="INFO", help="the webhook's log level (default INFO)")
@@ -257,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         urls = [resolve_url(u) for u in args.database_url]
-        shape = PRESETS[args.preset]
+        shape = scale_shape(args.scale_pods) if args.scale_pods else PRESETS[args.preset]
         if not urls:
             urls = [f"sqlite:///{tmp}/bench.db"]
             args.load = True
@@ -285,9 +360,11 @@ def main(argv: list[str] | None = None) -> int:
             f"after {args.warmup}s warm-up; one uvicorn worker per server"
         )
         print(
-            f"{'target':<28} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9ms':>8} "
-            f"{'client':>6} {'server':>6} {'err':>5}"
+            f"{'target':<32} {'conns':>5} {'req/s':>9} {'vs triv':>7} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'p99.9ms':>8} {'client':>6} {'server':>6} {'churn':>6} {'err':>5}"
         )
+        args.baseline = {}
+        results: dict[str, list[dict[str, Any]]] = {}
         uvicorn = [
             sys.executable,
             "-m",
@@ -302,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if not args.no_baseline:
             port = free_port()
-            run_target(
+            trivial = run_target(
                 "trivial starlette",
                 [*uvicorn, "--factory", "benchmarks.webhook_load:trivial_app", "--port", str(port)],
                 port,
@@ -310,14 +387,25 @@ def main(argv: list[str] | None = None) -> int:
                 args,
                 requests_file,
             )
+            results.update(trivial)
+            args.baseline = {r["concurrency"]: r["rps"] for r in trivial["trivial starlette"]}
         for url in urls:
             port = free_port()
             backend = "sqlite" if url.startswith("sqlite") else "postgresql"
             # INFO: the audit line per refusal is part of the real cost (the log goes to a temp file).
             cmd = [sys.executable, "-m", "app", "--log-level", args.log_level, "serve", "--port", str(port)]
-            run_target(
-                f"webhook ({backend})", cmd, port, {"NODEAUTHZ_DATABASE_URL": url}, args, requests_file
+            results.update(
+                run_target(
+                    f"webhook ({backend})",
+                    cmd,
+                    port,
+                    {"NODEAUTHZ_DATABASE_URL": url},
+                    args,
+                    requests_file,
+                    url,
+                )
             )
+        summary(results, args.baseline)
     return 0
 
 

@@ -191,7 +191,7 @@ def test_bulk_apply_of_many_objects_in_one_call(store: GraphStore, engine: Engin
 
 
 def test_concurrent_sqlite_writers_wait_instead_of_failing(database_url: str, engine: Engine) -> None:
-    """BEGIN IMMEDIATE + busy timeout: writers queue; a deferred BEGIN would fail with "database is locked"."""
+    """Four writer processes' worth of engines on one file: they queue on the write lock and all succeed."""
     import threading
 
     from app.database import make_engine
