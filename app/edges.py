@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from app import pod_refs
@@ -79,19 +80,18 @@ class DerivedObject:
     node_name: str
     edges: tuple[Edge, ...]
 
-    @property
+    # Cached: the store asks for both several times per object on the bulk path.
+    @cached_property
     def key(self) -> VertexKey:
         return VertexKey(self.kind, self.namespace, self.name)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """A short digest of the edge set (and uid, node) to skip no-op rewrites."""
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"{self.uid}\0{self.node_name}\0".encode())
+        parts = [self.uid, self.node_name]
         for e in self.edges:
-            h.update(f"{e.source.kind}\0{e.source.namespace}\0{e.source.name}\0".encode())
-            h.update(f"{e.target.kind}\0{e.target.namespace}\0{e.target.name}\0{e.node or ''}\n".encode())
-        return h.hexdigest()
+            parts.extend((*e.source, *e.target, e.node or ""))
+        return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def owner_kind(obj: Mapping[str, Any]) -> str | None:

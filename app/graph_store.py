@@ -27,11 +27,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.bulk_writes import BulkWrites
 from app.edges import DerivedObject
-from app.kinds import VertexKey
+from app.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
 from app.schema import edges, objects, sync_state, vertices, writer_lease
 
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
-VERTEX_CACHE_LIMIT = 250_000
+VERTEX_CACHE_LIMIT = 100_000
+CACHED_KINDS = frozenset({NODE, CONFIGMAP, SERVICEACCOUNT})
 APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
 
 
@@ -235,14 +236,21 @@ class GraphStore:
             for e in obj.edges:
                 needed.add(e.source)
                 needed.add(e.target)
-                if e.node is not None:
-                    needed.add(VertexKey("node", "", e.node))
+                if e.node is not None and e.node != obj.node_name:
+                    needed.add(VertexKey(NODE, "", e.node))
+            if obj.node_name:
+                needed.add(VertexKey(NODE, "", obj.node_name))
         ids = self._vertex_ids_locked(conn, needed)
+        node_ids: dict[str, int] = {}
         rows: dict[tuple[int, int, int], int | None] = {}
         for obj in items:
             owner = owner_ids[obj.key]
             for e in obj.edges:
-                node_id = ids[VertexKey("node", "", e.node)] if e.node is not None else None
+                node_id = None
+                if e.node is not None:
+                    node_id = node_ids.get(e.node)
+                    if node_id is None:
+                        node_id = node_ids[e.node] = ids[VertexKey(NODE, "", e.node)]
                 rows[(owner, ids[e.source], ids[e.target])] = node_id
         self._bulk.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
 
@@ -255,7 +263,9 @@ class GraphStore:
         self._bulk.insert_vertices(conn, missing)
         for row in self._bulk.select_by_keys(conn, "vertices", "t.id, t.kind, t.namespace, t.name", missing):
             result[VertexKey(row[1], row[2], row[3])] = row[0]
-        cache.update(result)  # safe: a rolled-back transaction clears the cache
+        # Only shared vertices are worth remembering (nodes, namespace-wide configmaps, service
+        # accounts); a pod's own secret is looked up once. Safe: a rolled-back transaction clears it.
+        cache.update((k, v) for k, v in result.items() if k.kind in CACHED_KINDS)
         return result
 
     def _remove_locked(
