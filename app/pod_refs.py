@@ -50,7 +50,8 @@ def join(path: str, key: str) -> str:
 def get_map(obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
     """``obj[key]`` as an object, None when absent or null."""
     value = obj.get(key)
-    if value is None or isinstance(value, Mapping):
+    # type() first: JSON gives dicts, and the ABC isinstance check is the slow path.
+    if value is None or type(value) is dict or isinstance(value, Mapping):
         return value
     raise FieldError(f"{join(path, key)}: expected object")
 
@@ -60,7 +61,7 @@ def get_str(obj: Mapping[str, Any], key: str, path: str) -> str:
     value = obj.get(key)
     if value is None:
         return ""
-    if isinstance(value, str):
+    if type(value) is str or isinstance(value, str):
         return value
     raise FieldError(f"{join(path, key)}: expected string")
 
@@ -76,7 +77,7 @@ def iter_objects(obj: Mapping[str, Any], key: str, path: str) -> Iterator[tuple[
     for i, item in enumerate(value):
         if item is None:
             continue
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise FieldError(f"{base}[{i}]: expected object")
         yield f"{base}[{i}]", item
 
