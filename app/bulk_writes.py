@@ -23,7 +23,6 @@ from app.kinds import VertexKey
 
 CHUNK = 500  # keys per VALUES list in keyed reads: 1,500 parameters, under every driver's limit
 
-VertexRow = tuple[str, str, str]
 ObjectRow = tuple[str, str, str, str, str, str, str]  # kind, namespace, name, uid, rv, node_name, fingerprint
 EdgeRow = tuple[int, int, int, int | None]  # owner_id, from_id, to_id, node_id
 VersionRow = tuple[int, str]  # id, resource_version
@@ -61,10 +60,12 @@ class BulkWrites:
             sql = keyed_select_sql(table, columns, len(chunk), self.mark)
             yield from conn.exec_driver_sql(sql, tuple(v for key in chunk for v in key))
 
-    def insert_vertices(self, conn: Connection, rows: Sequence[VertexRow]) -> None:
+    def insert_vertices(self, conn: Connection, rows: Sequence[VertexKey]) -> dict[VertexKey, int]:
+        """Insert the missing ones; return the ids it learned on the way (maybe none: read them back)."""
         conn.exec_driver_sql(
             "INSERT INTO vertices (kind, namespace, name) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", list(rows)
         )
+        return {}
 
     def insert_objects(self, conn: Connection, rows: Sequence[ObjectRow]) -> None:
         sql = f"INSERT INTO objects ({_OBJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
@@ -104,12 +105,15 @@ class PostgresBulkWrites(BulkWrites):
         )
         yield from conn.exec_driver_sql(sql, tuple(_columns(keys, 3)))
 
-    def insert_vertices(self, conn: Connection, rows: Sequence[VertexRow]) -> None:
-        conn.exec_driver_sql(
+    def insert_vertices(self, conn: Connection, rows: Sequence[VertexKey]) -> dict[VertexKey, int]:
+        # RETURNING gives the new rows' ids in the same round trip; only pre-existing ones are read back.
+        result = conn.exec_driver_sql(
             "INSERT INTO vertices (kind, namespace, name) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING "
+            "RETURNING id, kind, namespace, name",
             tuple(_columns(rows, 3)),
         )
+        return {VertexKey(kind, ns, name): vid for vid, kind, ns, name in result}
 
     def insert_objects(self, conn: Connection, rows: Sequence[ObjectRow]) -> None:
         conn.exec_driver_sql(

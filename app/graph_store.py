@@ -260,9 +260,12 @@ class GraphStore:
         missing = [k for k in keys if k not in result]
         if not missing:
             return result
-        self._bulk.insert_vertices(conn, missing)
-        for row in self._bulk.select_by_keys(conn, "vertices", "t.id, t.kind, t.namespace, t.name", missing):
-            result[VertexKey(row[1], row[2], row[3])] = row[0]
+        result.update(self._bulk.insert_vertices(conn, missing))
+        unknown = [k for k in missing if k not in result]
+        if unknown:
+            columns = "t.id, t.kind, t.namespace, t.name"
+            for row in self._bulk.select_by_keys(conn, "vertices", columns, unknown):
+                result[VertexKey(row[1], row[2], row[3])] = row[0]
         # Only shared vertices are worth remembering (nodes, namespace-wide configmaps, service
         # accounts); a pod's own secret is looked up once. Safe: a rolled-back transaction clears it.
         cache.update((k, v) for k, v in result.items() if k.kind in CACHED_KINDS)
