@@ -6,9 +6,22 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 work=$(mktemp -d)
 pgdb="nodeauthz_bench_$$"
-cleanup() { rm -rf "$work"; psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS $pgdb" >/dev/null 2>&1 || true; }
+admin="postgresql://postgres@127.0.0.1:5432/test"
+cleanup() {
+  rm -rf "$work"
+  for db in "$pgdb" "${pgdb}_scale_600" "${pgdb}_scale_3000"; do
+    psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  done
+}
 trap cleanup EXIT
 psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS $pgdb" -c "CREATE DATABASE $pgdb"
-for url in "sqlite:///$work/bench.db" "postgresql://postgres@127.0.0.1:5432/$pgdb"; do
+sqlite="sqlite:///$work/bench.db"
+pg="postgresql://postgres@127.0.0.1:5432/$pgdb"
+for url in "$sqlite" "$pg"; do
   $PY -m benchmarks.check_cost --database-url "$url" --preset small --load --repeat 50
 done
+$PY -m benchmarks.scale_curve --database-url "sqlite:///$work/scale.db" --sizes 600,3000 --repeat 50
+$PY -m benchmarks.scale_curve --database-url "$admin" --pg-prefix "${pgdb}_scale" --sizes 600,3000 --repeat 50
+# Both databases already hold the small preset (check_cost --load); one trivial baseline for both.
+$PY -m benchmarks.webhook_load --database-url "$sqlite" --database-url "$pg" --preset small \
+  --connections 1,32 --duration 0.5 --warmup 0.2 --churn 50

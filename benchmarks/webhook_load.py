@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from app.database import make_engine, resolve_url
 from app.edges import derive, owner_kind
 from app.graph_store import GraphStore
 from app.migrate import upgrade
-from benchmarks.churn import Churn, churning
+from benchmarks.churn import churning
 from benchmarks.generate import generate
 from benchmarks.scale_curve import scale_shape
 from benchmarks.shapes import PRESETS, sample_checks
@@ -186,44 +187,38 @@ def print_point(name: str, r: Mapping[str, Any], baseline: Mapping[int, float]) 
         print(f"    first error: {r['first_error']}", flush=True)
 
 
-def run_points(
-    name: str, port: int, pid: int, args: argparse.Namespace, requests_file: str, churn: Churn | None = None
-) -> list[dict[str, Any]]:
-    results = []
-    for c in args.concurrency:
-        c0, t0 = (cpu_seconds(churn.pid), time.monotonic()) if churn else (0.0, 0.0)
-        r = measure(port, pid, c, args, requests_file, verify=name.startswith("webhook"))
-        if churn:
+@dataclass(frozen=True)
+class Target:
+    name: str
+    port: int
+    pid: int
+    url: str | None = None  # a webhook's database: churned when --churn is given
+
+
+def run_point(target: Target, c: int, args: argparse.Namespace, requests_file: str) -> list[dict[str, Any]]:
+    """One connection count against one server; for a webhook under --churn, again while churning."""
+    verify = target.url is not None
+    r = measure(target.port, target.pid, c, args, requests_file, verify)
+    r["target"] = target.name
+    if target.name.startswith("trivial"):
+        args.baseline[c] = r["rps"]
+    print_point(target.name, r, args.baseline)
+    out = [r]
+    if target.url is not None and args.churn > 0:
+        label = f"{target.name} +churn {args.churn:g}/s"
+        with churning(target.url, args.churn, shape_args(args)) as churn:
+            c0, t0 = cpu_seconds(churn.pid), time.monotonic()
+            r = measure(target.port, target.pid, c, args, requests_file, verify)
             r["churn_cpu"] = (cpu_seconds(churn.pid) - c0) / (time.monotonic() - t0)
-        print_point(name, r, args.baseline)
-        results.append(r)
-    return results
-
-
-def run_target(
-    name: str,
-    command: list[str],
-    port: int,
-    env: Mapping[str, str],
-    args: argparse.Namespace,
-    requests_file: str,
-    url: str | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    """Each connection count against one server; with ``url`` and ``--churn``, again under churn."""
-    out = {}
-    with server(command, port, env, Path(requests_file).with_name(f"{port}.log")) as pid:
-        out[name] = run_points(name, port, pid, args, requests_file)
-        if url is not None and args.churn > 0:
-            label = f"{name} +churn {args.churn:g}/s"
-            with churning(url, args.churn, shape_args(args)) as churn:
-                out[label] = run_points(label, port, pid, args, requests_file, churn)
-            c = churn.result
-            print(
-                f"    churn: {c['applies']} pod applies in {c['transactions']} transactions, "
-                f"{c['rate']:.0f}/s achieved of {c['target_rate']:g}/s; transaction p50 "
-                f"{c['txn_p50_ms']:.1f} ms, p99 {c['txn_p99_ms']:.1f} ms; CPU {c['cpu']:.0%}",
-                flush=True,
-            )
+        r["target"] = label
+        print_point(label, r, args.baseline)
+        k = churn.result
+        print(
+            f"    churn: {k['rate']:.0f} pod applies/s achieved of {k['target_rate']:g}/s in "
+            f"{k['transactions']} transactions (p50 {k['txn_p50_ms']:.1f} ms, p99 {k['txn_p99_ms']:.1f} ms)",
+            flush=True,
+        )
+        out.append(r)
     return out
 
 
@@ -232,20 +227,19 @@ def shape_args(args: argparse.Namespace) -> list[str]:
     return ["--preset", args.preset, "--seed", str(args.seed), *scale]
 
 
-def summary(results: dict[str, list[dict[str, Any]]], baseline: Mapping[int, float], at: int = 32) -> None:
+def summary(results: list[dict[str, Any]], baseline: Mapping[int, float], at: int = 32) -> None:
     """The issue's targets at ``at`` connections: req/s share of the trivial endpoint, p99."""
-    for name, points in results.items():
-        if name.startswith("trivial"):
+    for r in results:
+        name = r["target"]
+        if name.startswith("trivial") or r["concurrency"] != at or not baseline.get(at):
             continue
-        for r in points:
-            if r["concurrency"] == at and baseline.get(at):
-                need = 0.5 if "sqlite" in name else 0.25
-                share = r["rps"] / baseline[at]
-                print(
-                    f"target at {at} conns, {name}: {share:.0%} of trivial (>= {need:.0%}: "
-                    f"{'met' if share >= need else 'NOT met'}), p99 {r['p99_ms']:.2f} ms "
-                    f"(<= 5 ms: {'met' if r['p99_ms'] <= 5 else 'NOT met'})"
-                )
+        need = 0.5 if "sqlite" in name else 0.25
+        share = r["rps"] / baseline[at]
+        print(
+            f"target at {at} conns, {name}: {share:.1%} of trivial (>= {need:.0%}: "
+            f"{'met' if share >= need else 'NOT met'}), p99 {r['p99_ms']:.2f} ms "
+            f"(<= 5 ms: {'met' if r['p99_ms'] <= 5 else 'NOT met'})"
+        )
 
 
 def read_path(urls: list[str], checks: list[dict[str, Any]], n: int = 3000) -> None:
@@ -364,7 +358,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{'p99.9ms':>8} {'client':>6} {'server':>6} {'churn':>6} {'err':>5}"
         )
         args.baseline = {}
-        results: dict[str, list[dict[str, Any]]] = {}
         uvicorn = [
             sys.executable,
             "-m",
@@ -377,34 +370,36 @@ def main(argv: list[str] | None = None) -> int:
             "--log-level",
             "warning",
         ]
-        if not args.no_baseline:
-            port = free_port()
-            trivial = run_target(
-                "trivial starlette",
-                [*uvicorn, "--factory", "benchmarks.webhook_load:trivial_app", "--port", str(port)],
-                port,
-                {},
-                args,
-                requests_file,
-            )
-            results.update(trivial)
-            args.baseline = {r["concurrency"]: r["rps"] for r in trivial["trivial starlette"]}
-        for url in urls:
-            port = free_port()
-            backend = "sqlite" if url.startswith("sqlite") else "postgresql"
-            # INFO: the audit line per refusal is part of the real cost (the log goes to a temp file).
-            cmd = [sys.executable, "-m", "app", "--log-level", args.log_level, "serve", "--port", str(port)]
-            results.update(
-                run_target(
-                    f"webhook ({backend})",
-                    cmd,
-                    port,
-                    {"NODEAUTHZ_DATABASE_URL": url},
-                    args,
-                    requests_file,
-                    url,
-                )
-            )
+        with contextlib.ExitStack() as stack:
+            # Every server up first, then each connection count against each in turn: a noisy
+            # moment on a shared machine hits the baseline and the webhook alike.
+            targets = []
+            logs = Path(requests_file).parent
+            if not args.no_baseline:
+                port = free_port()
+                cmd = [*uvicorn, "--factory", "benchmarks.webhook_load:trivial_app", "--port", str(port)]
+                pid = stack.enter_context(server(cmd, port, {}, logs / f"{port}.log"))
+                targets.append(Target("trivial starlette", port, pid))
+            for url in urls:
+                port = free_port()
+                backend = "sqlite" if url.startswith("sqlite") else "postgresql"
+                # INFO: the audit line per refusal is part of the real cost (the log goes to a temp file).
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "app",
+                    "--log-level",
+                    args.log_level,
+                    "serve",
+                    "--port",
+                    str(port),
+                ]
+                env = {"NODEAUTHZ_DATABASE_URL": url}
+                pid = stack.enter_context(server(cmd, port, env, logs / f"{port}.log"))
+                targets.append(Target(f"webhook ({backend})", port, pid, url))
+            results = [
+                r for c in args.concurrency for t in targets for r in run_point(t, c, args, requests_file)
+            ]
         summary(results, args.baseline)
     return 0
 
