@@ -70,7 +70,9 @@ class PostgresReader:
     async def open(cls, dsn: str, *, pool_size: int) -> PostgresReader:
         import asyncpg  # only needed on PostgreSQL
 
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, command_timeout=10)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=pool_size, command_timeout=10, reset=_keep_session
+        )
         return cls(pool)
 
     async def reach(self, node: str, kind: str, namespace: str, name: str) -> Reach:
@@ -87,6 +89,12 @@ class PostgresReader:
             await asyncio.wait_for(self._pool.close(), timeout=5)
         except TimeoutError:
             self._pool.terminate()
+
+
+async def _keep_session(connection: Any) -> None:
+    """No reset on release: these connections only run one read-only SELECT and never change
+    session state, while asyncpg's default reset is another round trip per request (a check in
+    a loop: 321 us with it, 199 us without, 150 us on a held connection)."""
 
 
 def asyncpg_dsn(url: str) -> str:
