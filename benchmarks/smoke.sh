@@ -25,3 +25,5 @@ $PY -m benchmarks.scale_curve --database-url "$admin" --pg-prefix "${pgdb}_scale
 # Both databases already hold the small preset (check_cost --load); one trivial baseline for both.
 $PY -m benchmarks.webhook_load --database-url "$sqlite" --database-url "$pg" --preset small \
   --connections 1,32 --duration 0.5 --warmup 0.2 --churn 50
+# Last: sync_bench empties the databases it is given.
+$PY -m benchmarks.sync_bench --database-url "$sqlite" --database-url "$pg" --preset small --duration 3
