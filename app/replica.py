@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -143,12 +144,26 @@ def run_replica(settings: Settings, options: WriterOptions, *, workers: int = 1)
         raise SystemExit(0)
 
     previous = signal.signal(signal.SIGTERM, terminated)
+    stopping = threading.Event()
+    writer_died = threading.Event()
+
+    def watch_writer() -> None:
+        # A replica whose writer died (bad kubeconfig, a bug) must not serve on silently without
+        # one: stop gracefully and exit non-zero so the kubelet restarts the whole replica.
+        child.join()
+        if not stopping.is_set():
+            LOG.error("writer process exited with code %s; stopping this replica", child.exitcode)
+            writer_died.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch_writer, name="writer-watch", daemon=True).start()
     try:
         run_server(settings, workers=workers)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
     finally:
+        stopping.set()
         if child.is_alive():
             child.terminate()  # SIGTERM: stop informers, release the lease
         child.join(timeout=options.lease_duration + 30)
@@ -157,7 +172,7 @@ def run_replica(settings: Settings, options: WriterOptions, *, workers: int = 1)
             child.kill()
             child.join()
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    return 1 if writer_died.is_set() else 0
 
 
 def required_resources(requested: Sequence[str]) -> tuple[str, ...]:

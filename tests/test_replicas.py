@@ -136,3 +136,16 @@ def test_one_writer_reads_on_both_takeover_on_death(
                 os.killpg(r.proc.pid, signal.SIGKILL)
         for r in replicas:
             print(f"--- {r.name} log ---\n{r.log.read_text(errors='replace')[-3000:]}")
+
+
+def test_a_replica_whose_writer_cannot_start_exits_non_zero(database_url: str, tmp_path: Path) -> None:
+    """No silent webhook without a writer: the kubelet must see the replica fail and restart it."""
+    replica = Replica("broken", database_url, tmp_path / "missing-kubeconfig", tmp_path / "broken.log")
+    try:
+        code = replica.proc.wait(timeout=60)
+    finally:
+        if replica.proc.poll() is None:
+            os.killpg(replica.proc.pid, signal.SIGKILL)
+    log = replica.log.read_text(errors="replace")
+    assert code == 1, log[-2000:]
+    assert "writer process exited with code 1; stopping this replica" in log
