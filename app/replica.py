@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import os
 import signal
 import threading
 from collections.abc import Sequence
