@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from app.cli_webhook import health_flag
 from app.database import make_engine, resolve_url
 from app.kube_client import RESOURCE_NAMES
 from app.migrate import current_revision, head_revision
@@ -24,6 +25,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tls-key")
     p.add_argument("--tls-client-ca", help="require client certificates signed by this CA (production)")
     p.add_argument("--workers", type=int, default=1, help="webhook worker processes (default 1)")
+    health_flag(p)
     p.add_argument("--kubeconfig", default=None)
     p.add_argument("--context", default=None)
     p.add_argument("--resources", default=",".join(RESOURCE_NAMES), help="comma-separated resources to sync")
@@ -63,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             tls_client_ca=args.tls_client_ca,
             log_level=args.log_level,
             require_synced=required_resources(resources),
+            health_port=args.health_port,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

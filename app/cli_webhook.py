@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
                        help="CA bundle; when given, clients must present a certificate it signed")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--pool-size", type=int, default=None, help="PostgreSQL connections per worker")
+    health_flag(serve)
     serve.set_defaults(func=_serve)
 
     check = subparsers.add_parser(
@@ -66,6 +67,14 @@ def _serving_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="listen port (default 8443)")
     _selectors_flag(parser)
+
+
+def health_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--health-port", type=int, default=None,
+        help="also serve /healthz and /readyz (only) over plain HTTP on this port, for kubelet probes "
+        "when --tls-client-ca makes the main port require client certificates (needs --workers 1)",
+    )
 
 
 def _bool_flag(text: str | None) -> bool | None:
@@ -111,7 +120,25 @@ def run_server(settings: Settings, *, workers: int = 1) -> None:
         options.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
         if settings.tls_client_ca:
             options.update(ssl_ca_certs=settings.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
-    uvicorn.run("app.webhook:create_app_from_env", **options)
+    if not settings.health_port:
+        uvicorn.run("app.webhook:create_app_from_env", **options)
+        return
+    if workers != 1:
+        raise UsageError("--health-port needs --workers 1")
+    del options["workers"]
+    import uvloop
+
+    main = uvicorn.Server(uvicorn.Config("app.webhook:create_app_from_env", **options))
+    probe_options = {k: v for k, v in options.items() if not k.startswith("ssl_")}
+    probe_options["port"] = settings.health_port
+    probes = uvicorn.Server(uvicorn.Config("app.webhook:create_health_app_from_env", **probe_options))
+
+    async def both() -> None:
+        # Each server captures SIGTERM/SIGINT and re-raises it when done, so one signal stops both.
+        await asyncio.gather(main.serve(), probes.serve())
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(both())
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -119,7 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     settings = _settings(
         args, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca, pool_size=args.pool_size,
+        tls_client_ca=args.tls_client_ca, pool_size=args.pool_size, health_port=args.health_port,
     )
     run_server(settings, workers=args.workers)
     return 0

@@ -41,6 +41,9 @@ class Settings:
     tls_client_ca: str | None = None
     pool_size: int = DEFAULT_POOL_SIZE
     log_level: str = "INFO"
+    # A plain-HTTP listener for /healthz and /readyz only: kubelet probes cannot present the client
+    # certificate that --tls-client-ca requires on the main port.
+    health_port: int | None = None
     # Resources whose sync state /readyz requires (``nodeauthz run``); empty: schema and database only.
     require_synced: tuple[str, ...] = ()
 
@@ -53,6 +56,8 @@ class Settings:
             raise ValueError("pool size must be at least 1")
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is out of range")
+        if self.health_port is not None and not (0 < self.health_port < 65536 and self.health_port != self.port):
+            raise ValueError(f"health port {self.health_port} must be a free port other than {self.port}")
 
     @property
     def tls(self) -> bool:
@@ -70,6 +75,8 @@ class Settings:
         }
         if self.require_synced:
             env[f"{ENV_PREFIX}REQUIRE_SYNCED"] = ",".join(self.require_synced)
+        if self.health_port:
+            env[f"{ENV_PREFIX}HEALTH_PORT"] = str(self.health_port)
         for key, value in (("TLS_CERT", self.tls_cert), ("TLS_KEY", self.tls_key),
                            ("TLS_CLIENT_CA", self.tls_client_ca)):
             if value:
@@ -95,6 +102,8 @@ class Settings:
             values["pool_size"] = int(pool)
         if (level := get("LOG_LEVEL")) is not None:
             values["log_level"] = level
+        if (health := get("HEALTH_PORT")) is not None:
+            values["health_port"] = int(health)
         if (synced := get("REQUIRE_SYNCED")) is not None:
             values["require_synced"] = tuple(r for r in synced.split(",") if r)
         for key in ("TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"):

@@ -196,7 +196,11 @@ async def _default_readiness(settings: Settings, slot: _ReaderSlot) -> _Report:
 
 
 def create_app(
-    settings: Settings, *, reader: Reader | None = None, readiness: Readiness | None = None
+    settings: Settings,
+    *,
+    reader: Reader | None = None,
+    readiness: Readiness | None = None,
+    health_only: bool = False,
 ) -> Starlette:
     """The webhook app. Without ``reader`` it opens (and closes) its own for ``settings.database_url``."""
     slot = _ReaderSlot(settings, reader)
@@ -236,15 +240,15 @@ def create_app(
         await slot.close()
         admission_engine.dispose()
 
-    return Starlette(
-        routes=[
-            Route("/authorize", authorize, methods=["POST"]),
-            Route("/admit", admit, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    probes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    decisions = [Route("/authorize", authorize, methods=["POST"]), Route("/admit", admit, methods=["POST"])]
+    # health_only: the plain-HTTP probe listener must never answer a review.
+    return Starlette(routes=probes if health_only else decisions + probes, lifespan=lifespan)
+
+
+def create_health_app_from_env() -> Starlette:
+    """uvicorn's factory for the probe listener (``--health-port``): /healthz and /readyz only."""
+    return create_app(Settings.from_env(), health_only=True)
 
 
 def create_app_from_env() -> Starlette:

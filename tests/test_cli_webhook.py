@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -288,3 +289,41 @@ def test_serve_tls_requires_client_certificate(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_health_port_serves_probes_without_client_certificates(database_url: str, tmp_path: Path) -> None:
+    """kubelet probes cannot present the apiserver's client certificate: they get a plain-HTTP port
+    that answers /healthz and /readyz and nothing else."""
+    import ssl
+
+    pem, port, health = _issue(tmp_path), _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--database-url", database_url, "serve", "--port", str(port),
+         "--tls-cert", str(pem["server.crt"]), "--tls-key", str(pem["server.key"]),
+         "--tls-client-ca", str(pem["ca.crt"]), "--health-port", str(health)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    probe = f"http://127.0.0.1:{health}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert httpx.get(f"{probe}/healthz", timeout=2).json() == {"status": "ok"}
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        ready = httpx.get(f"{probe}/readyz", timeout=2)
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {}}
+        assert httpx.post(f"{probe}/authorize", json=review, timeout=2).status_code == 404  # never decides
+        assert httpx.post(f"{probe}/admit", json=review, timeout=2).status_code == 404
+        without_cert = ssl.create_default_context(cafile=pem["ca.crt"])
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+            httpx.get(f"https://127.0.0.1:{port}/healthz", verify=without_cert, timeout=2)
+        proc.send_signal(signal.SIGTERM)  # one signal stops both listeners
+        proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
