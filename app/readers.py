@@ -62,39 +62,79 @@ class SqliteReader:
 
 
 class PostgresReader:
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
+    """A fixed set of asyncpg connections handed out through a queue.
+
+    asyncpg's Pool does more per acquire/release than a one-statement read needs
+    (measured in a loop: 199 us per check through the pool without its reset, 150 us
+    on a held connection). A connection whose query failed or was cancelled is
+    dropped, not reused: its protocol state is unknown; the next caller opens a new one.
+    """
+
+    def __init__(self, dsn: str, pool_size: int) -> None:
+        self._dsn = dsn
+        self._size = pool_size
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._open = 0  # connections open or being opened
         self._sql, self._order = render(REACH_SQL, "numeric")
 
     @classmethod
     async def open(cls, dsn: str, *, pool_size: int) -> PostgresReader:
+        reader = cls(dsn, pool_size)
+        reader._open += 1
+        try:
+            reader._idle.put_nowait(await reader._connect())
+        except BaseException:
+            reader._open -= 1
+            raise
+        return reader
+
+    async def _connect(self) -> Any:
         import asyncpg  # only needed on PostgreSQL
 
-        pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=pool_size, command_timeout=10, reset=_keep_session
-        )
-        return cls(pool)
+        return await asyncpg.connect(self._dsn, command_timeout=10)
+
+    async def _acquire(self) -> Any:
+        try:
+            return self._idle.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        if self._open < self._size:
+            self._open += 1  # reserve the slot before awaiting
+            try:
+                return await self._connect()
+            except BaseException:
+                self._open -= 1
+                raise
+        return await self._idle.get()
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        conn = await self._acquire()
+        try:
+            row = await conn.fetchrow(sql, *args)
+        except BaseException:
+            self._open -= 1
+            conn.terminate()
+            raise
+        self._idle.put_nowait(conn)
+        return row
 
     async def reach(self, node: str, kind: str, namespace: str, name: str) -> Reach:
         params = reach_params(node, kind, namespace, name)
-        row = await self._pool.fetchrow(self._sql, *(params[k] for k in self._order))
+        row = await self._fetchrow(self._sql, *(params[k] for k in self._order))
         return Reach.from_code(row[0])
 
     async def ping(self) -> None:
-        await self._pool.fetchval("SELECT 1")
+        await self._fetchrow("SELECT 1")
 
     async def close(self) -> None:
-        # Bounded: a wedged connection must not hold up shutdown.
-        try:
-            await asyncio.wait_for(self._pool.close(), timeout=5)
-        except TimeoutError:
-            self._pool.terminate()
-
-
-async def _keep_session(connection: Any) -> None:
-    """No reset on release: these connections only run one read-only SELECT and never change
-    session state, while asyncpg's default reset is another round trip per request (a check in
-    a loop: 321 us with it, 199 us without, 150 us on a held connection)."""
+        while not self._idle.empty():
+            conn = self._idle.get_nowait()
+            self._open -= 1
+            # Bounded: a wedged connection must not hold up shutdown.
+            try:
+                await asyncio.wait_for(conn.close(), timeout=5)
+            except TimeoutError:
+                conn.terminate()
 
 
 def asyncpg_dsn(url: str) -> str:
