@@ -24,7 +24,7 @@ from app.database import is_sqlite, make_engine, resolve_url, sqlite_path, tune_
 from app.edges import derive
 from app.graph_store import GraphStore
 from app.migrate import upgrade
-from app.reachability import MAX_DEPTH, PK_LOOKUP_SQL, REACH_PARAMS, REACH_SQL, render
+from app.reachability import PK_LOOKUP_SQL, REACH_SQL, reach_params, render
 from benchmarks.generate import generate
 from benchmarks.shapes import PRESETS, Check, Shape, sample_checks
 
@@ -136,15 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     worst = 0.0
     wrong = 0
-    assert REACH_PARAMS  # the renderer's order is what positional drivers get
     for c in checks:
-        params = {
-            "kind": c.kind,
-            "namespace": c.namespace,
-            "name": c.name,
-            "node": c.node,
-            "max_depth": MAX_DEPTH,
-        }
+        params = reach_params(c.node, c.kind, c.namespace, c.name)
         row = run(REACH_SQL, params)
         ok = (row[0] == 2) == c.expected_allowed
         wrong += not ok

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from app.database import is_sqlite, resolve_url
-from app.reachability import MAX_DEPTH, PK_LOOKUP_SQL, REACH_SQL
+from app.reachability import PK_LOOKUP_SQL, REACH_SQL, reach_params
 from benchmarks.check_cost import Query, load_shape, p, postgres_runner, sqlite_runner
 from benchmarks.shapes import PRESETS, Check, Shape, sample_checks
 
@@ -105,13 +105,7 @@ def time_checks(run: Query, checks: Sequence[Check], repeat: int) -> tuple[dict[
     queries: list[tuple[str, str, dict[str, Any]]] = []
     wrong = 0
     for c in checks:
-        params = {
-            "kind": c.kind,
-            "namespace": c.namespace,
-            "name": c.name,
-            "node": c.node,
-            "max_depth": MAX_DEPTH,
-        }
+        params = reach_params(c.node, c.kind, c.namespace, c.name)
         wrong += (run(REACH_SQL, params)[0] == 2) != c.expected_allowed
         queries += [(group(c), REACH_SQL, params), (PK, PK_LOOKUP_SQL, params)]
     samples: dict[str, list[float]] = {label: [] for label, _, _ in queries}

@@ -17,22 +17,9 @@ from app.edges import DerivedObject, derive
 from app.graph_store import Fence, GraphStore, LeaseLost
 from app.leader_election import LeaderLoop, LeaseManager, unique_holder
 from app.schema import objects, writer_lease
+from tests.clock import FakeClock
 
 DURATION = 10.0
-T0 = 1_800_000_000.0
-
-
-class FakeClock:
-    """Shared by every manager in a test, so expiry is decided by the test, not by sleeping."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -16,21 +16,11 @@ from app.graph_store import Fence, GraphStore, SyncMark
 from app.leader_election import LeaseManager
 from app.migrate import head_revision
 from app.readiness import ReadinessReport, check_readiness, check_readiness_async
+from tests.clock import FakeClock
 
 RESOURCES = ("pods", "nodes")
 DURATION = 10.0
 SILENCE = 30.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
