@@ -89,7 +89,10 @@ class Reach:
 
 
 def render(sql: str, style: str) -> tuple[str, tuple[str, ...]]:
-    """``:name`` placeholders -> ``?`` (qmark) or ``$1`` (numeric, asyncpg); returns SQL and param order."""
+    """``:name`` placeholders -> ``?`` (qmark), ``%s`` (format, psycopg) or ``$1`` (numeric, asyncpg).
+
+    Returns the SQL and the order in which positional parameters must be passed.
+    """
     order: list[str] = []
 
     def repl(m: re.Match[str]) -> str:
@@ -99,7 +102,7 @@ def render(sql: str, style: str) -> tuple[str, tuple[str, ...]]:
                 order.append(name)
             return f"${order.index(name) + 1}"
         order.append(name)
-        return "?"
+        return "%s" if style == "format" else "?"
 
     return re.sub(r"(?<!:):([a-z_]+)", repl, sql), tuple(order)
 

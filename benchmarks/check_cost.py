@@ -59,24 +59,30 @@ def load_shape(url: str, shape: Shape, seed: int, batch: int = 5_000) -> float:
     return time.perf_counter() - started
 
 
+def _cached_renderer(style: str) -> Callable[[str], tuple[str, tuple[str, ...]]]:
+    cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+    return lambda sql: cache.get(sql) or cache.setdefault(sql, render(sql, style))
+
+
 def sqlite_runner(url: str) -> tuple[Query, Callable[[], None]]:
     conn = sqlite3.connect(sqlite_path(url), isolation_level=None, check_same_thread=False)
     tune_sqlite_connection(conn)
-    cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+    rendered = _cached_renderer("qmark")
 
     def run(sql: str, params: dict[str, Any]) -> Any:
-        text, order = cache.get(sql) or cache.setdefault(sql, render(sql, "qmark"))
+        text, order = rendered(sql)
         return conn.execute(text, [params[p] for p in order]).fetchone()
 
     return run, conn.close
 
 
-def postgres_runner(url: str) -> tuple[Query, Callable[[], None]]:
+def psycopg_connect(url: str) -> Any:
+    """A raw autocommit psycopg connection for a SQLAlchemy-style PostgreSQL URL."""
     import psycopg
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
-    conn = psycopg.connect(
+    return psycopg.connect(
         host=u.host,
         port=u.port or 5432,
         user=u.username,
@@ -85,16 +91,14 @@ def postgres_runner(url: str) -> tuple[Query, Callable[[], None]]:
         autocommit=True,
     )
 
+
+def postgres_runner(url: str) -> tuple[Query, Callable[[], None]]:
+    conn = psycopg_connect(url)
+    rendered = _cached_renderer("format")
+
     def run(sql: str, params: dict[str, Any]) -> Any:
-        return conn.execute(
-            sql.replace(":max_depth", "%(max_depth)s")
-            .replace(":kind", "%(kind)s")
-            .replace(":namespace", "%(namespace)s")
-            .replace(":name", "%(name)s")
-            .replace(":node", "%(node)s"),
-            params,
-            prepare=True,
-        ).fetchone()
+        text, order = rendered(sql)
+        return conn.execute(text, [params[p] for p in order], prepare=True).fetchone()
 
     return run, conn.close
 

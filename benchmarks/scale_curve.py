@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from app.database import is_sqlite, resolve_url
 from app.reachability import PK_LOOKUP_SQL, REACH_SQL, reach_params
-from benchmarks.check_cost import Query, load_shape, p, postgres_runner, sqlite_runner
+from benchmarks.check_cost import Query, load_shape, p, postgres_runner, psycopg_connect, sqlite_runner
 from benchmarks.shapes import PRESETS, Check, Shape, sample_checks
 
 DEFAULT_SIZES = (600, 3000)
@@ -58,20 +58,6 @@ def database_for(url: str, pods: int, prefix: str = "nodeauthz_scale") -> str:
     return u.set(database=f"{prefix}_{pods}").render_as_string(hide_password=False)
 
 
-def _admin(url: str) -> Any:
-    import psycopg
-
-    u = make_url(url)
-    return psycopg.connect(
-        host=u.host,
-        port=u.port or 5432,
-        user=u.username,
-        password=u.password,
-        dbname=u.database,
-        autocommit=True,
-    )
-
-
 def drop(admin_url: str, url: str) -> None:
     """Remove size ``url``'s database (SQLite file with its WAL, or the PostgreSQL database)."""
     if is_sqlite(url):
@@ -82,7 +68,7 @@ def drop(admin_url: str, url: str) -> None:
     from psycopg import sql
 
     name = make_url(url).database or ""
-    with _admin(admin_url) as conn:
+    with psycopg_connect(admin_url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
@@ -92,7 +78,7 @@ def create(admin_url: str, url: str) -> None:
         return
     from psycopg import sql
 
-    with _admin(admin_url) as conn:
+    with psycopg_connect(admin_url) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(make_url(url).database or "")))
 
 
