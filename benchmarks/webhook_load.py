@@ -54,6 +54,7 @@ RESOURCES = {
     "pvc": "persistentvolumeclaims",
     "pv": "persistentvolumes",
     "serviceaccount": "serviceaccounts",
+    "service": "services",  # --mix static: answered by the static node rules
 }
 _CONSTANT = orjson.dumps(
     {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "status": {"allowed": True}}
@@ -90,6 +91,18 @@ def load_cluster(url: str, objects: Iterable[Mapping[str, Any]], batch: int = 20
     finally:
         engine.dispose()
     return count
+
+
+def select_mix(checks: list[dict[str, Any]], mix: str) -> list[dict[str, Any]]:
+    """Which requests a run sends: separates the database read and the audit line from HTTP."""
+    if mix == "allowed":
+        return [c for c in checks if c.get("expected_allowed")]
+    if mix == "static":
+        return [
+            {**c, "kind": "service", "namespace": "default", "name": "kubernetes", "expected_allowed": True}
+            for c in checks
+        ]
+    return checks
 
 
 def review(check: Mapping[str, Any]) -> dict[str, Any]:
@@ -307,6 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checks", help="JSON list of checks (benchmarks.generate --checks)")
     p.add_argument(
+        "--mix",
+        choices=("all", "allowed", "static"),
+        default="all",
+        help="all: the sample checks (about half refused, each refusal an audit line); allowed: only those "
+        "allowed; static: the same nodes asking for services (static rules, no database read)",
+    )
+    p.add_argument(
         "--connections",
         "--concurrency",
         dest="concurrency",
@@ -341,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             checks = orjson.loads(Path(args.checks).read_bytes())
         else:
             checks = [c._asdict() for c in sample_checks(shape, args.seed)]
+        checks = select_mix(checks, args.mix)
         if args.read_path:
             read_path(urls, checks)
             return 0
