@@ -13,7 +13,7 @@ from app.database import make_engine, make_read_engine, resolve_url
 from app.graph_store import GraphStore
 from app.kinds import CLUSTER_SCOPED, NODE, VertexKey, resolve_kind
 from app.loader import LoadError, load_file
-from app.migrate import current_revision, head_revision, upgrade
+from app.migrate import current_revision_at, head_revision, upgrade
 
 
 def register(subparsers: Any) -> None:
@@ -39,14 +39,11 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_stats)
 
 
-def _require_schema(url: str) -> None:
+def require_schema(url: str) -> None:
+    """Refuse (usage error) to work on a database whose schema is not the one this code needs."""
     from app.cli import UsageError
 
-    engine = make_engine(url)
-    try:
-        current = current_revision(engine)
-    finally:
-        engine.dispose()
+    current = current_revision_at(url)
     if current != head_revision():
         raise UsageError(
             f"database schema is at {current or 'nothing'}, not {head_revision()}: run `nodeauthz migrate`"
@@ -65,7 +62,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     url = resolve_url(args.database_url)
-    _require_schema(url)
+    require_schema(url)
     engine = make_engine(url)
     store = GraphStore(engine, writer="nodeauthz load")
     failed = 0
@@ -104,7 +101,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if kind == NODE:
         raise UsageError("--kind node: a node reaches only itself; pick the object it reads")
     url = resolve_url(args.database_url)
-    _require_schema(url)
+    require_schema(url)
     engine = make_read_engine(url)
     target = VertexKey(kind, namespace, args.name)
     try:
@@ -140,7 +137,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from app.reachability import graph_stats
 
     url = resolve_url(args.database_url)
-    _require_schema(url)
+    require_schema(url)
     engine = make_read_engine(url)
     try:
         with engine.connect() as conn:

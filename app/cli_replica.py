@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from app.cli_graph import require_schema
 from app.cli_webhook import health_flag
-from app.database import make_engine, resolve_url
+from app.database import resolve_url
 from app.kube_client import RESOURCE_NAMES
-from app.migrate import current_revision, head_revision
 
 
 def register(subparsers: Any) -> None:
@@ -45,13 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.lease_duration < 3:
         raise UsageError("--lease-duration must be at least 3 seconds")
     url = resolve_url(args.database_url)
-    engine = make_engine(url)
-    try:
-        current, head = current_revision(engine), head_revision()
-    finally:
-        engine.dispose()
-    if current != head:
-        raise UsageError(f"database schema is at {current or 'nothing'}, not {head}: run `nodeauthz migrate` first")
+    require_schema(url)
     try:
         settings = Settings.from_env(
             database_url=url,

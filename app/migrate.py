@@ -49,6 +49,17 @@ def head_revision() -> str:
     return heads[0]
 
 
+def current_revision_at(url: str | None = None) -> str | None:
+    """The database's revision, read through a read engine (never queues behind the writer on SQLite)."""
+    from app.database import make_read_engine
+
+    engine = make_read_engine(url, pool_size=1)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

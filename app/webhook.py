@@ -169,8 +169,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 async def _default_readiness(settings: Settings, slot: _ReaderSlot) -> _Report:
     """Database reachable through the request path's reader, and the schema at alembic head."""
-    from app.database import make_read_engine
-    from app.migrate import current_revision, head_revision
+    from app.migrate import current_revision_at, head_revision
 
     try:
         reader = await slot.get()
@@ -178,15 +177,8 @@ async def _default_readiness(settings: Settings, slot: _ReaderSlot) -> _Report:
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         return _Report(False, {"database": f"unreachable: {type(exc).__name__}: {exc}"})
 
-    def schema() -> str | None:
-        engine = make_read_engine(settings.database_url, pool_size=1)
-        try:
-            return current_revision(engine)
-        finally:
-            engine.dispose()
-
     try:
-        current, head = await asyncio.to_thread(schema), head_revision()
+        current, head = await asyncio.to_thread(current_revision_at, settings.database_url), head_revision()
     except Exception as exc:  # noqa: BLE001
         return _Report(False, {"database": "ok", "schema": f"unknown: {type(exc).__name__}: {exc}"})
     if current != head:
