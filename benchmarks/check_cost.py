@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.database import is_sqlite, make_engine, resolve_url, sqlite_path, tune_sqlite_connection
-from app.edges import derive
-from app.graph_store import GraphStore
-from app.migrate import upgrade
-from app.reachability import PK_LOOKUP_SQL, REACH_SQL, reach_params, render
+from app.graph.database import is_sqlite, make_engine, resolve_url, sqlite_path, tune_sqlite_connection
+from app.graph.derivation import derive
+from app.graph.migrations import upgrade
+from app.graph.reach import PK_LOOKUP_SQL, REACH_SQL, reach_params, render
+from app.graph.store import GraphStore
 from benchmarks.generate import generate
 from benchmarks.shapes import PRESETS, Check, Shape, sample_checks
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import orjson
 
-from app.database import make_engine, resolve_url
-from app.edges import DerivedObject, derive
-from app.graph_store import GraphStore
+from app.graph.database import make_engine, resolve_url
+from app.graph.derivation import DerivedObject, derive
+from app.graph.store import GraphStore
 from benchmarks.generate import generate
 from benchmarks.scale_curve import scale_shape
 from benchmarks.shapes import PRESETS, SYSTEM_NAMESPACE, Shape

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.database import is_sqlite, sqlite_path, tune_sqlite_connection
-from app.migrate import upgrade
-from app.schema import metadata
+from app.graph.database import is_sqlite, sqlite_path, tune_sqlite_connection
+from app.graph.migrations import upgrade
+from app.graph.schema import metadata
 
 # table -> columns, in foreign-key order
 TABLES: dict[str, tuple[str, ...]] = {

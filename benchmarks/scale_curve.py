@@ -27,8 +27,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from app.database import is_sqlite, resolve_url
-from app.reachability import PK_LOOKUP_SQL, REACH_SQL, reach_params
+from app.graph.database import is_sqlite, resolve_url
+from app.graph.reach import PK_LOOKUP_SQL, REACH_SQL, reach_params
 from benchmarks.check_cost import Query, load_shape, p, postgres_runner, psycopg_connect, sqlite_runner
 from benchmarks.shapes import PRESETS, Check, Shape, sample_checks
 

@@ -39,9 +39,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from app.database import is_sqlite, resolve_url
-from app.edges import derive
-from app.kube_client import CANDIDATES, KubeApi, ResourceSpec
+from app.graph.database import is_sqlite, resolve_url
+from app.graph.derivation import derive
+from app.sync.api_client import CANDIDATES, KubeApi, ResourceSpec
 from benchmarks.apiserver_proc import ApiServerProcess, cpu_seconds
 from benchmarks.raw_insert import GraphRows, fresh_database, raw_insert, read_rows
 from benchmarks.shapes import PRESETS, Shape
@@ -75,7 +75,7 @@ class Result:
 
 def list_only(kubeconfig: Path) -> tuple[float, float]:
     """Seconds to page through pods and PVs with the sync's client and page size: plain, then with derive."""
-    from app.informer import InformerConfig
+    from app.sync.informer import InformerConfig
 
     api, page_size = KubeApi.from_config(str(kubeconfig)), InformerConfig().page_size
     timings = []

@@ -39,10 +39,10 @@ from typing import Any
 import httpx
 import orjson
 
-from app.database import make_engine, resolve_url
-from app.edges import derive, owner_kind
-from app.graph_store import GraphStore
-from app.migrate import upgrade
+from app.graph.database import make_engine, resolve_url
+from app.graph.derivation import derive, owner_kind
+from app.graph.migrations import upgrade
+from app.graph.store import GraphStore
 from benchmarks.churn import churning
 from benchmarks.generate import generate
 from benchmarks.scale_curve import scale_shape
@@ -256,15 +256,15 @@ def summary(results: list[dict[str, Any]], baseline: Mapping[int, float], at: in
 
 
 def read_path(urls: list[str], checks: list[dict[str, Any]], n: int = 3000) -> None:
-    """The request path's read alone, per way of doing it (what chose app.readers' design)."""
+    """The request path's read alone, per way of doing it (what chose app.graph.readers' design)."""
     import asyncio
 
     import uvloop
     from sqlalchemy import Engine
 
-    from app.database import is_sqlite, make_read_engine
-    from app.reachability import has_path, reach_params
-    from app.readers import open_reader
+    from app.graph.database import is_sqlite, make_read_engine
+    from app.graph.reach import has_path, reach_params
+    from app.graph.readers import open_reader
 
     def report(label: str, times: list[float]) -> None:
         times.sort()
@@ -280,7 +280,7 @@ def read_path(urls: list[str], checks: list[dict[str, Any]], n: int = 3000) -> N
         engine, reader = make_read_engine(url), await open_reader(url)
         ways: list[tuple[str, Any]] = [
             ("SQLAlchemy has_path (sync)", lambda c: asyncio.sleep(0, sqlalchemy(engine, c))),
-            ("app.readers reader", lambda c: reader.reach(c["node"], c["kind"], c["namespace"], c["name"])),
+            ("app.graph.readers reader", lambda c: reader.reach(c["node"], c["kind"], c["namespace"], c["name"])),
         ]
         if backend == "sqlite":
             raw: Any = reader  # the same statement on the same connection, handed to a thread

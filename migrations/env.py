@@ -10,8 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, text
 
-from app.database import make_engine, resolve_url
-from app.schema import metadata
+from app.graph.database import make_engine, resolve_url
+from app.graph.schema import metadata
 
 MIGRATION_LOCK_KEY = 0x6E6F6465617574  # "nodeaut": the advisory lock id for migrations
 MIGRATION_LOCK_TIMEOUT_S = 120

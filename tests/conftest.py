@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.database import make_engine
-from app.graph_store import GraphStore
-from app.migrate import upgrade
-from app.schema import metadata
+from app.graph.database import make_engine
+from app.graph.migrations import upgrade
+from app.graph.schema import metadata
+from app.graph.store import GraphStore
 
 PG_ADMIN_URL = os.environ.get("NODEAUTHZ_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DATABASES = [

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from app.cli import build_parser
-from app.kube_client import CANDIDATES
+from app.cli.main import build_parser
+from app.sync.api_client import CANDIDATES
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "deploy" / "nodeauthz.yaml"
 

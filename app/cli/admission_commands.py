@@ -1,0 +1,42 @@
+"""``nodeauthz check-admission FILE``: a saved AdmissionReview through the webhook's logic, offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.admission.restriction import check_admission_bytes
+from app.admission.review import AdmissionError
+from app.graph.database import make_read_engine, resolve_url
+from app.graph.lookups import StoreLookups
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "check-admission", help="run a saved AdmissionReview (or -) through NodeRestriction"
+    )
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_check_admission)
+
+
+def cmd_check_admission(args: argparse.Namespace) -> int:
+    from app.cli.main import UsageError
+
+    try:
+        body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{args.file}: cannot read: {exc.strerror or exc}") from exc
+    engine = make_read_engine(resolve_url(args.database_url))
+    try:
+        verdict, described = check_admission_bytes(body, StoreLookups(engine))
+    except AdmissionError as exc:
+        raise UsageError(f"{args.file}: {exc}") from exc
+    finally:
+        engine.dispose()
+    if verdict.allowed:
+        print(f"allowed: {described}")
+        return 0
+    print(f"refused ({verdict.code}): {described}\n  {verdict.message}")
+    return 1

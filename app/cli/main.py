@@ -1,0 +1,75 @@
+"""The ``nodeauthz`` command: a thin dispatcher; each command family lives in its own ``cli_*`` module.
+
+Every family module exposes ``register(subparsers)``, adding its commands with
+``set_defaults(func=...)``; a command function takes the parsed arguments and
+returns the process exit code (0 ok / allowed, 1 "no", 2 usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from app import __version__
+from app.graph.database import URL_ENV
+
+# Command families, in the order `nodeauthz --help` lists them.
+FAMILIES = ("app.cli.graph_commands", "app.cli.webhook_commands", "app.cli.sync_commands", "app.cli.replica_commands", "app.cli.admission_commands")
+
+
+class UsageError(Exception):
+    """Bad arguments found after parsing (exit 2, like argparse's own errors)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodeauthz",
+        description="The Kubernetes Node authorizer and NodeRestriction over a persistent, shared SQL graph.",
+    )
+    parser.add_argument("--version", action="version", version=f"nodeauthz {__version__}")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help=f"SQLAlchemy URL (env {URL_ENV}; default sqlite:///nodeauthz.db)",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in FAMILIES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # a family not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # Every command checks the schema revision; alembic announces each look at INFO.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    try:
+        code: int = args.func(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"nodeauthz: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""Writing the graph: apply and remove watched objects, each as a unit, in one transaction.
+
+Every write statement of the project lives here. The contract, visible in the
+names: ``apply``/``delete`` open their own transaction (``BEGIN IMMEDIATE`` on
+SQLite) and call ``_locked`` helpers that assume one is open.
+
+- An object owns the edges derived from it; applying it replaces exactly those
+  edges, deleting it removes them, and vertices no edge touches any more go too.
+  Another object's edges are never touched (see field notes on Gardener).
+- Applying an object whose derived edges, uid and node are unchanged only
+  records its new resourceVersion: status churn costs one UPDATE.
+- ``mark`` records the resource's resourceVersion in the same transaction as
+  the writes it covers; ``fence`` refuses to commit for a writer whose lease
+  epoch is stale (the UPDATE also row-locks the lease on PostgreSQL, so a
+  takeover waits for this transaction to finish).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.graph.bulk_writes import BulkWrites
+from app.graph.derivation import DerivedObject
+from app.graph.schema import edges, objects, sync_state, vertices, writer_lease
+from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
+
+CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
+VERTEX_CACHE_LIMIT = 100_000
+CACHED_KINDS = frozenset({NODE, CONFIGMAP, SERVICEACCOUNT})
+APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
+
+
+@dataclass(frozen=True)
+class _ObjectRow:
+    id: int
+    fingerprint: str
+
+
+class LeaseLost(RuntimeError):
+    """This writer's lease epoch is no longer current: another replica is the writer."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    lease: str
+    holder: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class SyncMark:
+    """The resourceVersion the graph reflects for ``resource`` once this write commits."""
+
+    resource: str
+    resource_version: str
+
+
+@dataclass
+class ApplyResult:
+    written: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class GraphStore:
+    """The single writer's handle on the graph (one per process)."""
+
+    def __init__(self, engine: Engine, *, writer: str = "nodeauthz") -> None:
+        self.engine = engine
+        self.writer = writer
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._bulk = BulkWrites.for_dialect(engine.dialect.name)
+        # Vertex ids known to be committed; cleared on any failed transaction.
+        self._vertex_ids: dict[VertexKey, int] = {}
+
+    # -- public API: each call is one transaction -------------------------------------------------
+
+    def apply(
+        self, items: Iterable[DerivedObject], *, mark: SyncMark | None = None, fence: Fence | None = None
+    ) -> ApplyResult:
+        latest: dict[VertexKey, DerivedObject] = {}
+        for obj in items:
+            latest[obj.key] = obj  # the last version of an object in a batch wins
+        pending = list(latest.values())
+        result = ApplyResult()
+        with self._transaction(fence) as conn:
+            # Bounded statements even for a 150k-object list: one transaction, many batches.
+            for batch in _chunks(pending, APPLY_BATCH):
+                part = self._apply_locked(conn, batch)
+                result.written += part.written
+                result.unchanged += part.unchanged
+            if mark is not None:
+                self._mark_locked(conn, mark, fence)
+        return result
+
+    def delete(
+        self, keys: Iterable[VertexKey], *, mark: SyncMark | None = None, fence: Fence | None = None
+    ) -> ApplyResult:
+        """Remove objects (keyed by owner kind, namespace, name) and every edge they own."""
+        with self._transaction(fence) as conn:
+            rows = self._existing_locked(conn, list(dict.fromkeys(keys)))
+            result = ApplyResult(deleted=len(rows))
+            self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            if mark is not None:
+                self._mark_locked(conn, mark, fence)
+        return result
+
+    def mark(self, mark: SyncMark, *, fence: Fence | None = None) -> None:
+        with self._transaction(fence) as conn:
+            self._mark_locked(conn, mark, fence)
+
+    def forget_cached_ids(self) -> None:
+        """Drop cached vertex ids: call when (re)gaining the writer role, another writer may have moved on."""
+        self._vertex_ids.clear()
+
+    def owned_keys(self, kind: str) -> set[VertexKey]:
+        """Every stored object of one owner kind: what a re-list reconciles against."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(objects.c.namespace, objects.c.name).where(objects.c.kind == kind))
+            return {VertexKey(kind, ns, name) for ns, name in rows}
+
+    def resource_version(self, resource: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(sync_state.c.resource_version).where(sync_state.c.resource == resource)
+            ).scalar()
+
+    # -- transaction and fencing -----------------------------------------------------------------
+
+    def _transaction(self, fence: Fence | None) -> _Transaction:
+        return _Transaction(self, fence)
+
+    def _check_fence_locked(self, conn: Connection, fence: Fence) -> None:
+        stmt = (
+            update(writer_lease)
+            .where(
+                writer_lease.c.name == fence.lease,
+                writer_lease.c.holder == fence.holder,
+                writer_lease.c.epoch == fence.epoch,
+            )
+            .values(holder=writer_lease.c.holder)
+        )
+        if conn.execute(stmt).rowcount != 1:
+            raise LeaseLost(
+                f"lease {fence.lease!r} epoch {fence.epoch} is no longer held by {fence.holder!r}"
+            )
+
+    def _mark_locked(self, conn: Connection, mark: SyncMark, fence: Fence | None) -> None:
+        values = {
+            "resource": mark.resource,
+            "resource_version": mark.resource_version,
+            "writer": fence.holder if fence else self.writer,
+            "epoch": fence.epoch if fence else 0,
+            "synced_at": datetime.now(UTC),
+        }
+        stmt = self._insert(sync_state).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[sync_state.c.resource],
+            set_={k: v for k, v in values.items() if k != "resource"},
+        )
+        conn.execute(stmt)
+
+    # -- the work, inside a transaction ----------------------------------------------------------
+
+    def _existing_locked(self, conn: Connection, keys: Sequence[VertexKey]) -> dict[VertexKey, Any]:
+        found: dict[VertexKey, Any] = {}
+        columns = "t.id, t.kind, t.namespace, t.name, t.fingerprint"
+        for row in self._bulk.select_by_keys(conn, "objects", columns, keys):
+            found[VertexKey(row[1], row[2], row[3])] = _ObjectRow(row[0], row[4])
+        return found
+
+    def _apply_locked(self, conn: Connection, items: Sequence[DerivedObject]) -> ApplyResult:
+        existing = self._existing_locked(conn, [o.key for o in items])
+        unchanged: list[tuple[int, str]] = []
+        replaced: list[DerivedObject] = []
+        fresh: list[DerivedObject] = []
+        for obj in items:
+            row = existing.get(obj.key)
+            if row is None:
+                fresh.append(obj)
+            elif row.fingerprint == obj.fingerprint:
+                unchanged.append((row.id, obj.resource_version))
+            else:
+                replaced.append(obj)
+        if unchanged:
+            self._bulk.update_versions(conn, unchanged)
+        owner_ids: dict[VertexKey, int] = {}
+        if replaced:
+            ids = [existing[o.key].id for o in replaced]
+            candidates = self._remove_locked(conn, ids, drop_objects=False, collect_only=True)
+            self._bulk.update_objects(
+                conn,
+                [
+                    (existing[o.key].id, o.uid, o.resource_version, o.node_name, o.fingerprint)
+                    for o in replaced
+                ],
+            )
+            owner_ids.update({o.key: existing[o.key].id for o in replaced})
+        else:
+            candidates = set()
+        if fresh:
+            # Insert, then one keyed read-back of the ids: RETURNING in parameter order would force
+            # SQLite into one statement per row.
+            self._bulk.insert_objects(
+                conn,
+                [
+                    (o.kind, o.namespace, o.name, o.uid, o.resource_version, o.node_name, o.fingerprint)
+                    for o in fresh
+                ],
+            )
+            inserted = self._existing_locked(conn, [o.key for o in fresh if o.edges])
+            owner_ids.update({key: row.id for key, row in inserted.items()})
+        self._insert_edges_locked(conn, [o for o in (*replaced, *fresh) if o.edges], owner_ids)
+        if candidates:
+            self._collect_garbage_locked(conn, candidates)
+        return ApplyResult(written=len(replaced) + len(fresh), unchanged=len(unchanged))
+
+    def _insert_edges_locked(
+        self, conn: Connection, items: Sequence[DerivedObject], owner_ids: dict[VertexKey, int]
+    ) -> None:
+        if not items:
+            return
+        needed: set[VertexKey] = set()
+        for obj in items:
+            for e in obj.edges:
+                needed.add(e.source)
+                needed.add(e.target)
+                if e.node is not None and e.node != obj.node_name:
+                    needed.add(VertexKey(NODE, "", e.node))
+            if obj.node_name:
+                needed.add(VertexKey(NODE, "", obj.node_name))
+        ids = self._vertex_ids_locked(conn, needed)
+        node_ids: dict[str, int] = {}
+        rows: dict[tuple[int, int, int], int | None] = {}
+        for obj in items:
+            owner = owner_ids[obj.key]
+            for e in obj.edges:
+                node_id = None
+                if e.node is not None:
+                    node_id = node_ids.get(e.node)
+                    if node_id is None:
+                        node_id = node_ids[e.node] = ids[VertexKey(NODE, "", e.node)]
+                rows[(owner, ids[e.source], ids[e.target])] = node_id
+        self._bulk.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
+
+    def _vertex_ids_locked(self, conn: Connection, keys: set[VertexKey]) -> dict[VertexKey, int]:
+        cache = self._vertex_ids
+        result = {k: cache[k] for k in keys if k in cache}
+        missing = [k for k in keys if k not in result]
+        if not missing:
+            return result
+        result.update(self._bulk.insert_vertices(conn, missing))
+        unknown = [k for k in missing if k not in result]
+        if unknown:
+            columns = "t.id, t.kind, t.namespace, t.name"
+            for row in self._bulk.select_by_keys(conn, "vertices", columns, unknown):
+                result[VertexKey(row[1], row[2], row[3])] = row[0]
+        # Only shared vertices are worth remembering (nodes, namespace-wide configmaps, service
+        # accounts); a pod's own secret is looked up once. Safe: a rolled-back transaction clears it.
+        cache.update((k, v) for k, v in result.items() if k.kind in CACHED_KINDS)
+        return result
+
+    def _remove_locked(
+        self, conn: Connection, owner_ids: Sequence[int], *, drop_objects: bool, collect_only: bool = False
+    ) -> set[int]:
+        """Delete the edges of these owners; return the vertex ids they touched (clean-up candidates)."""
+        candidates: set[int] = set()
+        for chunk in _chunks(owner_ids):
+            for f, t in conn.execute(
+                select(edges.c.from_id, edges.c.to_id).where(edges.c.owner_id.in_(chunk))
+            ):
+                candidates.add(f)
+                candidates.add(t)
+            conn.execute(delete(edges).where(edges.c.owner_id.in_(chunk)))
+            if drop_objects:
+                conn.execute(delete(objects).where(objects.c.id.in_(chunk)))
+        if not collect_only and candidates:
+            self._collect_garbage_locked(conn, candidates)
+        return candidates
+
+    def _collect_garbage_locked(self, conn: Connection, candidates: set[int]) -> None:
+        """Remove vertices that no edge touches any more (upstream removes orphaned neighbours)."""
+        e_from = edges.alias("e_from")
+        e_to = edges.alias("e_to")
+        for chunk in _chunks(sorted(candidates)):
+            stmt = (
+                delete(vertices)
+                .where(vertices.c.id.in_(chunk))
+                .where(~exists().where(e_from.c.from_id == vertices.c.id))
+                .where(~exists().where(e_to.c.to_id == vertices.c.id))
+                .returning(vertices.c.kind, vertices.c.namespace, vertices.c.name)
+            )
+            for row in conn.execute(stmt):
+                self._vertex_ids.pop(VertexKey(row.kind, row.namespace, row.name), None)
+
+
+class _Transaction:
+    """One write transaction; on failure the vertex-id cache is dropped (its ids may be rolled back)."""
+
+    def __init__(self, store: GraphStore, fence: Fence | None) -> None:
+        self.store = store
+        self.fence = fence
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        self.conn = self.store.engine.connect()
+        self.conn.begin()
+        if self.fence is not None:
+            try:
+                self.store._check_fence_locked(self.conn, self.fence)
+            except BaseException:
+                # __exit__ does not run when __enter__ raises: give the lock back now.
+                self.conn.rollback()
+                self.conn.close()
+                raise
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self.conn is not None
+        try:
+            if exc_type is None:
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+                self.store._vertex_ids.clear()
+        except BaseException:
+            self.store._vertex_ids.clear()
+            raise
+        finally:
+            self.conn.close()
+        if len(self.store._vertex_ids) > VERTEX_CACHE_LIMIT:
+            self.store._vertex_ids.clear()

@@ -1,0 +1,164 @@
+"""Is this replica ready to answer? The database is reachable, the schema is current, the graph is synced.
+
+"Synced" has two routes. The writer knows it has completed its own initial
+list (``self_synced=True``). Any replica, including a restarted reader, is
+also ready when the shared database says so: every required resource has a
+``sync_state`` row, and a writer is alive to keep it current. Alive means the
+``writer_lease`` row has not expired, or was renewed within
+``max_writer_silence`` (so a normal hand-over, a crashed writer's lease
+expiring and a peer taking over, does not take every replica out of service at
+once). The rows must be the current writer's (same holder and epoch) or, for
+``max_writer_silence`` after a new writer was elected, its predecessor's: the
+graph it left stands while the new writer re-lists.
+
+Cheap enough for kubelet probes: three primary-key lookups plus the alembic
+version read. It never raises: an error becomes a not-ready report.
+Pass a read engine (``make_read_engine``): on SQLite the write engine's
+``BEGIN IMMEDIATE`` would make the probe queue behind the writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, select, text
+from starlette.concurrency import run_in_threadpool
+
+from app.graph.migrations import head_revision
+from app.graph.schema import sync_state
+from app.ha.lease import DEFAULT_LEASE, Clock, LeaseInfo, read_lease
+
+__all__ = ["OK", "ReadinessReport", "check_readiness", "check_readiness_async"]
+
+OK = "ok"
+PG_STATEMENT_TIMEOUT_MS = 2000  # a probe that hangs is worse than one that says "not ready"
+
+
+@dataclass(frozen=True)
+class ReadinessReport:
+    """``ready`` is true exactly when every check is "ok"; otherwise a check says what is missing."""
+
+    ready: bool
+    checks: dict[str, str] = field(default_factory=dict)
+
+
+def _report(checks: dict[str, str]) -> ReadinessReport:
+    return ReadinessReport(ready=all(v == OK for v in checks.values()), checks=checks)
+
+
+def _error(exc: BaseException) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+
+
+def check_readiness(
+    engine: Engine,
+    *,
+    required_resources: Sequence[str],
+    self_synced: bool | None,
+    max_writer_silence: float = 30.0,
+    lease_name: str = DEFAULT_LEASE,
+    clock: Clock | None = None,
+) -> ReadinessReport:
+    """Whether this replica may serve; ``checks`` names what is missing. Never raises."""
+    checks: dict[str, str] = {}
+    step = "database"  # the check an exception is reported under
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                timeout = {"ms": str(PG_STATEMENT_TIMEOUT_MS)}
+                conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"), timeout)
+            conn.execute(text("SELECT 1"))
+            checks["database"] = OK
+            step = "schema"
+            checks["schema"] = _schema_problem(conn) or OK
+            if checks["schema"] != OK:
+                return _report(checks)  # the tables below may not exist in this shape
+            if self_synced:
+                checks["graph"] = OK
+                return _report(checks)
+            step = "writer_lease"
+            lease = read_lease(conn, lease_name, clock=clock)
+            checks["writer_lease"] = _lease_problem(lease, lease_name, max_writer_silence) or OK
+            step = "sync_state"
+            checks["sync_state"] = _sync_problem(conn, lease, required_resources, max_writer_silence) or OK
+            if self_synced is False and not all(v == OK for v in checks.values()):
+                checks["initial_list"] = "this writer's initial list has not completed"
+    except Exception as exc:  # noqa: BLE001 - a probe reports, it does not crash
+        checks[step] = ("unreachable: " if step == "database" else "error: ") + _error(exc)
+    return _report(checks)
+
+
+def _schema_problem(conn: Connection) -> str | None:
+    needed = head_revision()
+    # The same read as app.migrate.current_revision, on this connection.
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        return f"not migrated (no alembic revision); code needs {needed}"
+    if current != needed:
+        return f"at revision {current}; code needs {needed}"
+    return None
+
+
+def _sync_problem(
+    conn: Connection, lease: LeaseInfo | None, resources: Sequence[str], max_silence: float
+) -> str | None:
+    wanted = list(dict.fromkeys(resources))
+    stmt = select(sync_state.c.resource, sync_state.c.writer, sync_state.c.epoch).where(
+        sync_state.c.resource.in_(wanted)
+    )
+    rows = {r.resource: r for r in conn.execute(stmt)}
+    problems: list[str] = []
+    for resource in wanted:
+        row = rows.get(resource)
+        if row is None:
+            problems.append(f"no row for {resource}")
+        elif lease is not None and (row.writer, row.epoch) != (lease.holder, lease.epoch):
+            # A new writer's predecessor's rows stand while it re-lists, for max_silence.
+            in_office = (lease.observed_at - lease.acquired_at).total_seconds()
+            if in_office > max_silence:
+                problems.append(
+                    f"{resource} last synced by {row.writer} epoch {row.epoch}; the current writer "
+                    f"{lease.holder} epoch {lease.epoch} has not synced it in {in_office:.0f}s"
+                )
+    return "; ".join(problems) or None
+
+
+def _lease_problem(lease: LeaseInfo | None, name: str, max_silence: float) -> str | None:
+    if lease is None:
+        return f"no writer lease row {name!r}: no replica has ever been the writer"
+    if not lease.expired:
+        return None
+    silence = (lease.observed_at - lease.renewed_at).total_seconds()
+    if silence <= max_silence:
+        return None  # hand-over in progress
+    return (
+        f"writer lease expired {-lease.remaining:.0f}s ago (holder {lease.holder}, epoch {lease.epoch}); "
+        f"no writer has renewed it for {silence:.0f}s"
+    )
+
+
+async def check_readiness_async(
+    engine: Engine,
+    *,
+    required_resources: Sequence[str],
+    self_synced: bool | None,
+    max_writer_silence: float = 30.0,
+    lease_name: str = DEFAULT_LEASE,
+    clock: Clock | None = None,
+) -> ReadinessReport:
+    """``check_readiness`` on a worker thread, for async handlers."""
+    return await run_in_threadpool(
+        partial(
+            check_readiness,
+            engine,
+            required_resources=required_resources,
+            self_synced=self_synced,
+            max_writer_silence=max_writer_silence,
+            lease_name=lease_name,
+            clock=clock,
+        )
+    )

@@ -1,0 +1,251 @@
+"""Keeping the persistent graph fresh: informers for each watched resource, committed to the GraphStore.
+
+One informer thread per resource, so a slow or failing resource (a huge pod
+re-list, an API group timing out) never delays another's events; the store
+is a single-writer handle, so commits are serialised by one lock.
+
+Position: each resource's resourceVersion lives in ``sync_state``, written in
+the same transaction as the writes it covers. On start a resource with a
+stored position is watched from it (no list: the database already serves the
+graph); without one, or after 410, it is listed and reconciled: pages are
+applied as they come, then stored objects absent from the list are deleted
+in the transaction that records the list's resourceVersion. No live object's
+edges are ever removed along the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from app.graph.derivation import DerivedObject, InvalidObject, derive
+from app.graph.store import Fence, GraphStore, LeaseLost, SyncMark
+from app.k8s.kinds import CLUSTER_SCOPED, VertexKey
+from app.sync.api_client import CANDIDATES, RESOURCE_NAMES, KubeApi, ResourceSpec, WatchEvent
+from app.sync.informer import Informer, InformerConfig
+
+log = logging.getLogger(__name__)
+
+APPLY_BATCH = 500  # objects per list transaction
+LAG_SAMPLES = 10_000
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Event arrival -> commit lag over the recent samples, in seconds (None without samples)."""
+
+    samples: int
+    p50: float | None
+    p99: float | None
+
+
+class SyncWorker:
+    def __init__(
+        self,
+        store: GraphStore,
+        api: KubeApi,
+        *,
+        resources: Sequence[str] | None = None,
+        fence: Callable[[], Fence | None] = lambda: None,
+        config: InformerConfig | None = None,
+    ) -> None:
+        unknown = [r for r in resources or () if r not in CANDIDATES]
+        if unknown:
+            raise ValueError(f"unknown resources {unknown}; expected some of {', '.join(RESOURCE_NAMES)}")
+        self.store = store
+        self.api = api
+        self.resources: tuple[str, ...] = tuple(resources) if resources else RESOURCE_NAMES
+        self.fence = fence
+        self.config = config or InformerConfig()
+        self.skipped: dict[str, str] = {}  # resource -> why it is not watched
+        self.served: list[ResourceSpec] = []
+        self._kinds: dict[str, str] = {}
+        self._seen: dict[str, set[VertexKey]] = {}
+        self._listed: set[str] = set()
+        self._discovered = False
+        self._write_lock = threading.Lock()
+        self._lost: str | None = None  # why the lease was lost (the message only: no frames kept)
+        self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self._lag_lock = threading.Lock()
+
+    # -- state for callers ---------------------------------------------------------------------------
+
+    @property
+    def initial_sync_done(self) -> bool:
+        """Every served resource has been listed (and reconciled) at least once by this process."""
+        return self._discovered and all(s.name in self._listed for s in self.served)
+
+    @property
+    def listed(self) -> frozenset[str]:
+        return frozenset(self._listed)
+
+    def freshness(self) -> Freshness:
+        with self._lag_lock:
+            lags = sorted(self._lags)
+        if not lags:
+            return Freshness(0, None, None)
+        return Freshness(len(lags), _quantile(lags, 0.50), _quantile(lags, 0.99))
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set; raises LeaseLost (after stopping every informer) if the fence fails."""
+        if not self._discover(stop):
+            return
+        halt = threading.Event()
+        failures: list[BaseException] = []
+        informers = [
+            Informer(self.api, spec, self, resource_version=self.store.resource_version(spec.name),
+                     config=self.config, fatal=(LeaseLost,))
+            for spec in self.served
+        ]
+        for informer in informers:
+            if informer.resource_version:
+                log.info("%s: resuming the watch from stored resourceVersion %s",
+                         informer.spec.name, informer.resource_version)
+
+        def run_one(informer: Informer) -> None:
+            try:
+                informer.run(halt)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
+                failures.append(exc)
+                halt.set()
+
+        threads = [threading.Thread(target=run_one, args=(i,), name=f"informer-{i.spec.name}", daemon=True)
+                   for i in informers]
+        for thread in threads:
+            thread.start()
+        try:
+            while not stop.is_set() and not halt.is_set():
+                stop.wait(self.config.poll)
+        finally:
+            halt.set()
+            for informer in informers:
+                informer.interrupt()
+            for thread in threads:
+                thread.join(timeout=10.0)
+        if failures:
+            raise failures[0]
+
+    def _discover(self, stop: threading.Event) -> bool:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                self.served, self.skipped = self.api.discover(self.resources)
+                break
+            except Exception as exc:  # noqa: BLE001 - an unreachable API is retried, not fatal
+                attempt += 1
+                delay = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (attempt - 1))
+                log.warning("API discovery failed (%s); retrying in %.1fs", exc, delay)
+                stop.wait(delay)
+        else:
+            return False
+        for name, why in self.skipped.items():
+            log.warning("%s: skipped, %s", name, why)
+        for spec in self.served:
+            self._kinds[spec.name] = spec.kind
+            log.info("%s: watching %s", spec.name, spec.path)
+        self._discovered = True
+        return True
+
+    # -- the sink (called from informer threads) ----------------------------------------------------
+
+    def list_started(self, resource: str) -> None:
+        self._seen[resource] = set()
+
+    def list_page(self, resource: str, items: list[dict[str, Any]]) -> None:
+        kind = self._kinds[resource]
+        derived: list[DerivedObject] = []
+        seen = self._seen[resource]
+        for item in items:
+            obj = self._derive(resource, kind, item)
+            if obj is not None:
+                derived.append(obj)
+                seen.add(obj.key)
+            else:
+                # Keep a malformed object's stored version, exactly as a skipped watch event would.
+                key = _key(kind, item)
+                if key is not None:
+                    seen.add(key)
+        with self._writing():
+            for start in range(0, len(derived), APPLY_BATCH):
+                self.store.apply(derived[start : start + APPLY_BATCH], fence=self.fence())
+
+    def list_finished(self, resource: str, resource_version: str) -> None:
+        kind = self._kinds[resource]
+        with self._writing():
+            stale = self.store.owned_keys(kind) - self._seen.pop(resource, set())
+            self.store.delete(sorted(stale), mark=SyncMark(resource, resource_version), fence=self.fence())
+        if stale:
+            log.info("%s: re-list removed %d objects deleted meanwhile", resource, len(stale))
+        self._listed.add(resource)
+
+    def events(self, resource: str, events: list[WatchEvent], resource_version: str) -> None:
+        kind = self._kinds[resource]
+        ops: dict[VertexKey, DerivedObject | None] = {}  # the last event per object wins
+        for event in events:
+            obj = self._derive(resource, kind, event.object)
+            if event.type == "DELETED":
+                key = obj.key if obj is not None else _key(kind, event.object)
+                if key is not None:
+                    ops[key] = None
+            elif obj is not None and event.type in ("ADDED", "MODIFIED"):
+                ops[obj.key] = obj
+        upserts = [o for o in ops.values() if o is not None]
+        deletes = [k for k, o in ops.items() if o is None]
+        mark = SyncMark(resource, resource_version)
+        with self._writing():
+            fence = self.fence()
+            if upserts:
+                self.store.apply(upserts, mark=None if deletes else mark, fence=fence)
+            if deletes:
+                self.store.delete(deletes, mark=mark, fence=fence)
+            if not upserts and not deletes:
+                self.store.mark(mark, fence=fence)
+        now = time.monotonic()
+        if events:
+            with self._lag_lock:
+                self._lags.extend(now - e.arrived for e in events)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One writer at a time; after a lost lease, no writer at all (every later call fails fast)."""
+        with self._write_lock:
+            if self._lost is not None:
+                raise LeaseLost(self._lost)
+            try:
+                yield
+            except LeaseLost as exc:
+                self._lost = str(exc)
+                raise
+
+    def _derive(self, resource: str, kind: str, raw: Mapping[str, Any]) -> DerivedObject | None:
+        try:
+            return derive(raw, kind)
+        except InvalidObject as exc:
+            key = _key(kind, raw)
+            log.warning("%s: skipping malformed object %s: %s", resource, key or "(no name)", exc)
+            return None
+
+
+def _key(kind: str, raw: Mapping[str, Any]) -> VertexKey | None:
+    """The object's key from its metadata alone, when even that much is readable."""
+    meta = raw.get("metadata")
+    if not isinstance(meta, Mapping):
+        return None
+    name, namespace = meta.get("name"), meta.get("namespace", "")
+    if not isinstance(name, str) or not name or not isinstance(namespace, str):
+        return None
+    return VertexKey(kind, "" if kind in CLUSTER_SCOPED else namespace, name)
+
+
+def _quantile(ordered: Iterable[float], q: float) -> float:
+    values = list(ordered)
+    index = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
+    return values[index]

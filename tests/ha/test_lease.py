@@ -1,0 +1,415 @@
+"""The writer lease: acquire/renew/release/expiry, competing replicas, fencing, and the leader loop."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text
+
+from app.graph.derivation import DerivedObject, derive
+from app.graph.schema import objects, writer_lease
+from app.graph.store import Fence, GraphStore, LeaseLost
+from app.ha.lease import LeaderLoop, LeaseManager, unique_holder
+from tests.clock import FakeClock
+
+DURATION = 10.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def manager(engine: Engine, holder: str, clock: Callable[[], float] | None, **kw: Any) -> LeaseManager:
+    return LeaseManager(engine, holder=holder, duration=kw.pop("duration", DURATION), clock=clock, **kw)
+
+
+def pod(name: str, node: str = "node-1") -> DerivedObject:
+    return derive({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1"},
+        "spec": {"nodeName": node},
+    })
+
+
+def assert_refused(store: GraphStore, items: list[DerivedObject], fence: Fence) -> None:
+    with pytest.raises(LeaseLost):
+        store.apply(items, fence=fence)
+
+
+def stored_pods(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(objects.c.name).where(objects.c.kind == "pod")).scalars())
+
+
+# --- one manager at a time -------------------------------------------------------------------------
+
+
+def test_first_acquire_gets_epoch_one_and_a_peer_is_refused(engine: Engine, clock: FakeClock) -> None:
+    a, b = manager(engine, "a", clock), manager(engine, "b", clock)
+    assert a.current() is None
+    assert a.try_acquire() == Fence("graph-writer", "a", 1)
+    assert b.try_acquire() is None
+    info = b.current()
+    assert info is not None and (info.holder, info.epoch, info.expired) == ("a", 1, False)
+    assert info.remaining == pytest.approx(DURATION)
+
+
+def test_holder_acquiring_again_keeps_its_epoch_and_extends_expiry(engine: Engine, clock: FakeClock) -> None:
+    a = manager(engine, "a", clock)
+    first = a.try_acquire()
+    clock.advance(4)
+    assert a.try_acquire() == first
+    info = a.current()
+    assert info is not None
+    assert info.remaining == pytest.approx(DURATION)
+    assert info.expires_at - info.acquired_at == timedelta(seconds=DURATION + 4)  # acquired_at kept
+
+
+def test_renew_extends_only_a_current_lease(engine: Engine, clock: FakeClock) -> None:
+    a = manager(engine, "a", clock)
+    fence = a.try_acquire()
+    assert fence is not None
+    clock.advance(DURATION - 1)
+    assert a.renew(fence)
+    clock.advance(DURATION - 1)  # would have expired without the renewal
+    assert a.renew(fence)
+    assert not a.renew(Fence(fence.lease, fence.holder, fence.epoch + 1))
+    assert not a.renew(Fence(fence.lease, "someone-else", fence.epoch))
+    clock.advance(DURATION)  # expired, even though nobody has taken over yet
+    assert not a.renew(fence)
+
+
+def test_expired_lease_is_taken_over_with_the_next_epoch(engine: Engine, clock: FakeClock) -> None:
+    a, b = manager(engine, "a", clock), manager(engine, "b", clock)
+    fa = a.try_acquire()
+    assert fa is not None
+    clock.advance(DURATION - 0.001)
+    assert b.try_acquire() is None  # not yet
+    clock.advance(0.001)
+    fb = b.try_acquire()
+    assert fb == Fence("graph-writer", "b", 2)
+    assert not a.renew(fa)
+    assert a.try_acquire() is None
+    info = a.current()
+    assert info is not None and (info.holder, info.epoch) == ("b", 2)
+
+
+def test_own_expired_lease_is_reacquired_with_a_new_epoch(engine: Engine, clock: FakeClock) -> None:
+    a = manager(engine, "a", clock)
+    assert a.try_acquire() == Fence("graph-writer", "a", 1)
+    clock.advance(DURATION + 1)
+    # A new term: writes still in flight under epoch 1 are fenced out.
+    assert a.try_acquire() == Fence("graph-writer", "a", 2)
+
+
+def test_release_lets_a_peer_take_over_at_once(engine: Engine, clock: FakeClock) -> None:
+    a, b = manager(engine, "a", clock), manager(engine, "b", clock)
+    fa = a.try_acquire()
+    assert fa is not None
+    a.release(Fence(fa.lease, fa.holder, fa.epoch + 5))  # not ours: ignored
+    assert b.try_acquire() is None
+    a.release(fa)
+    assert not a.renew(fa)
+    assert b.try_acquire() == Fence("graph-writer", "b", 2)
+    a.release(fa)  # stale fence: must not expire b's lease
+    assert a.try_acquire() is None
+
+
+def test_leases_with_different_names_are_independent(engine: Engine, clock: FakeClock) -> None:
+    a = manager(engine, "a", clock, name="one")
+    b = manager(engine, "b", clock, name="two")
+    assert a.try_acquire() == Fence("one", "a", 1)
+    assert b.try_acquire() == Fence("two", "b", 1)
+
+
+def test_default_clock_expires_leases_in_real_time(engine: Engine) -> None:
+    a, b = manager(engine, "a", None, duration=0.3), manager(engine, "b", None, duration=0.3)
+    assert a.try_acquire() is not None
+    assert b.try_acquire() is None
+    info = b.current()
+    assert info is not None and 0 < info.remaining <= 0.3
+    time.sleep(0.4)
+    assert b.try_acquire() == Fence("graph-writer", "b", 2)
+
+
+def test_postgresql_judges_expiry_by_the_database_clock(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite replicas share one host and so one clock")
+    a = manager(engine, "a", None)
+    assert a.try_acquire() is not None
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(writer_lease.c.expires_at, text("statement_timestamp()")).select_from(writer_lease)
+        ).one()
+    assert abs((row[0] - row[1]).total_seconds() - DURATION) < 1
+
+
+def test_unique_holder_ids_differ() -> None:
+    assert unique_holder("pod") != unique_holder("pod")
+    assert unique_holder("pod").startswith("pod-")
+
+
+# --- competing managers ----------------------------------------------------------------------------
+
+
+def race(engine: Engine, clock: FakeClock, holders: list[str]) -> list[Fence | None]:
+    """Every holder calls try_acquire at the same moment, each from its own thread."""
+    barrier = threading.Barrier(len(holders))
+    managers = [manager(engine, h, clock) for h in holders]
+
+    def attempt(m: LeaseManager) -> Fence | None:
+        barrier.wait()
+        return m.try_acquire()
+
+    with ThreadPoolExecutor(len(holders)) as pool:
+        return list(pool.map(attempt, managers))
+
+
+def test_replicas_racing_for_the_first_row_elect_exactly_one(engine: Engine, clock: FakeClock) -> None:
+    results = race(engine, clock, [f"r{i}" for i in range(8)])
+    winners = [f for f in results if f is not None]
+    assert len(winners) == 1 and winners[0].epoch == 1
+
+
+def test_replicas_racing_over_rounds_hold_one_at_a_time(engine: Engine, clock: FakeClock) -> None:
+    holders = [f"r{i}" for i in range(6)]
+    winners = [f for f in race(engine, clock, holders) if f is not None]
+    assert len(winners) == 1
+    leader = winners[0]
+    for round_ in range(4):
+        clock.advance(DURATION / 2)
+        # The lease is current: only its holder gets it, with the same epoch (a renewal).
+        assert [f for f in race(engine, clock, holders) if f is not None] == [leader], f"round {round_}"
+        clock.advance(DURATION)
+        winners = [f for f in race(engine, clock, holders) if f is not None]
+        assert len(winners) == 1, f"round {round_}: {winners}"
+        assert winners[0].epoch == leader.epoch + 1
+        leader = winners[0]
+
+
+def test_competing_loops_never_share_an_epoch(engine: Engine) -> None:
+    """Real time and sleeps: leaders stall past expiry, peers take over; every epoch has one holder."""
+    seen: dict[int, set[str]] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def replica(index: int) -> None:
+        m = manager(engine, f"r{index}", None, duration=0.2)
+        store = GraphStore(engine, writer=m.holder)
+        fence: Fence | None = None
+        rounds = 0
+        while not stop.is_set():
+            fence = m.try_acquire() if fence is None or not m.renew(fence) else fence
+            if fence is not None:
+                with lock:
+                    seen.setdefault(fence.epoch, set()).add(m.holder)
+                try:
+                    store.apply([pod(f"p{index}-{rounds}")], fence=fence)
+                except LeaseLost:
+                    fence = None
+                rounds += 1
+                if rounds % 3 == 0:
+                    time.sleep(0.25)  # a stall longer than the lease: a peer takes over
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=replica, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(seen) >= 3, seen  # takeovers happened
+    assert all(len(holders) == 1 for holders in seen.values()), seen
+    assert sorted(seen) == list(range(1, max(seen) + 1))  # epochs are never skipped or reused
+
+
+# --- fencing ---------------------------------------------------------------------------------------
+
+
+def test_deposed_writer_cannot_write(engine: Engine, clock: FakeClock) -> None:
+    a, b = manager(engine, "a", clock), manager(engine, "b", clock)
+    store_a, store_b = GraphStore(engine, writer="a"), GraphStore(engine, writer="b")
+    fa = a.try_acquire()
+    assert fa is not None and fa.epoch == 1
+    store_a.apply([pod("before")], fence=fa)
+    clock.advance(DURATION)
+    fb = b.try_acquire()
+    assert fb is not None and fb.epoch == 2
+    assert_refused(store_a, [pod("stale")], fa)
+    assert stored_pods(engine) == {"before"}
+    assert store_b.apply([pod("fresh")], fence=fb).written == 1
+    assert stored_pods(engine) == {"before", "fresh"}
+
+
+def test_refused_write_returns_its_connection(engine: Engine, clock: FakeClock) -> None:
+    """A refused write must end its transaction at once: on SQLite it holds the write lock
+    (every other writer, the new leader included, fails with "database is locked"); on
+    PostgreSQL it sits idle in transaction holding a lock on writer_lease."""
+    store = GraphStore(engine, writer="a")
+    stale = Fence("graph-writer", "a", 1)  # no lease row at all
+    try:
+        with pytest.raises(LeaseLost):
+            store.apply([pod("stale")], fence=stale)
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        gc.collect()
+
+
+def lock_waiters(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )).scalar_one())
+
+
+def test_takeover_waits_for_the_deposed_writers_transaction(engine: Engine, clock: FakeClock) -> None:
+    """A write that passed its fence check commits before a takeover; the next one is refused.
+
+    PostgreSQL: the fence check row-locks the lease, so B's UPDATE waits on it
+    (seen in pg_stat_activity). SQLite: B's BEGIN IMMEDIATE waits for A's write
+    transaction; that cannot be observed, so the test checks B is still waiting
+    half a second later (the busy timeout is 10 s).
+    """
+    a, b = manager(engine, "a", clock), manager(engine, "b", clock)
+    store_a = GraphStore(engine, writer="a")
+    fa = a.try_acquire()
+    assert fa is not None
+    inside, proceed = threading.Event(), threading.Event()
+    original = store_a._apply_locked
+
+    def paused_apply(conn: Any, items: Any) -> Any:
+        inside.set()
+        assert proceed.wait(10)
+        return original(conn, items)
+
+    store_a._apply_locked = paused_apply  # type: ignore[method-assign]
+    with ThreadPoolExecutor(2) as pool:
+        write = pool.submit(store_a.apply, [pod("in-flight")], fence=fa)
+        assert inside.wait(10)  # A's transaction is open and past its fence check
+        clock.advance(DURATION)  # A's lease has expired meanwhile
+        takeover = pool.submit(b.try_acquire)
+        if engine.dialect.name == "postgresql":
+            deadline = time.monotonic() + 10
+            while lock_waiters(engine) < 1:
+                assert time.monotonic() < deadline, "B never waited for the lease row lock"
+                time.sleep(0.01)
+        else:
+            time.sleep(0.5)
+        assert not takeover.done()
+        proceed.set()
+        assert write.result(10).written == 1
+        assert takeover.result(10) == Fence("graph-writer", "b", 2)
+    store_a._apply_locked = original  # type: ignore[method-assign]
+    assert stored_pods(engine) == {"in-flight"}
+    assert_refused(store_a, [pod("after")], fa)
+    assert stored_pods(engine) == {"in-flight"}
+
+
+# --- the leader loop -------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.elected = threading.Event()
+        self.deposed = threading.Event()
+
+    def on_elected(self, fence: Fence) -> None:
+        self.events.append(fence)
+        self.elected.set()
+
+    def on_deposed(self) -> None:
+        self.events.append("deposed")
+        self.deposed.set()
+
+
+def test_loop_elects_renews_and_reports_being_deposed(engine: Engine, clock: FakeClock) -> None:
+    rec = Recorder()
+    loop = LeaderLoop(manager(engine, "a", clock), on_elected=rec.on_elected, on_deposed=rec.on_deposed)
+    assert loop.interval == pytest.approx(DURATION / 3)
+    loop.tick()
+    assert rec.events == [Fence("graph-writer", "a", 1)] and loop.fence == rec.events[0]
+    clock.advance(DURATION - 1)
+    loop.tick()  # renews
+    clock.advance(DURATION - 1)
+    loop.tick()
+    assert rec.events == [Fence("graph-writer", "a", 1)]
+    clock.advance(DURATION)
+    assert manager(engine, "b", clock).try_acquire() is not None
+    loop.tick()
+    assert rec.events[1:] == ["deposed"] and loop.fence is None
+    loop.tick()  # b holds a current lease: nothing happens
+    assert len(rec.events) == 2
+
+
+def test_loop_keeps_leading_through_renewal_errors_until_the_lease_must_have_expired(
+    engine: Engine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = Recorder()
+    m = manager(engine, "a", clock, duration=0.3)
+    loop = LeaderLoop(m, on_elected=rec.on_elected, on_deposed=rec.on_deposed)
+    loop.tick()
+    assert loop.fence is not None
+
+    def broken(fence: Fence) -> bool:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(m, "renew", broken)
+    loop.tick()
+    assert loop.fence is not None and rec.events[1:] == []
+    time.sleep(0.35)
+    loop.tick()
+    assert loop.fence is None and rec.events[1:] == ["deposed"]
+
+
+def test_loop_gives_the_lease_back_when_on_elected_fails(engine: Engine, clock: FakeClock) -> None:
+    def refuse(fence: Fence) -> None:
+        raise RuntimeError("cannot start informers")
+
+    loop = LeaderLoop(manager(engine, "a", clock), on_elected=refuse, on_deposed=lambda: None)
+    loop.tick()
+    assert loop.fence is None
+    assert manager(engine, "b", clock).try_acquire() == Fence("graph-writer", "b", 2)
+
+
+def test_loop_thread_stops_promptly_and_releases_the_lease(engine: Engine, clock: FakeClock) -> None:
+    rec = Recorder()
+    loop = LeaderLoop(
+        manager(engine, "a", clock), on_elected=rec.on_elected, on_deposed=rec.on_deposed, interval=60
+    )
+    loop.start()
+    assert rec.elected.wait(10)
+    started = time.monotonic()
+    loop.stop()
+    assert time.monotonic() - started < 5
+    assert rec.deposed.is_set() and loop.fence is None
+    # Released: a peer takes over without waiting for expiry.
+    assert manager(engine, "b", clock).try_acquire() == Fence("graph-writer", "b", 2)
+
+
+def test_loop_thread_takes_over_when_the_leader_stops(engine: Engine) -> None:
+    first, second = Recorder(), Recorder()
+    loop_a = LeaderLoop(
+        manager(engine, "a", None, duration=0.3), on_elected=first.on_elected, on_deposed=first.on_deposed
+    )
+    loop_a.start()
+    assert first.elected.wait(10)
+    loop_b = LeaderLoop(
+        manager(engine, "b", None, duration=0.3), on_elected=second.on_elected, on_deposed=second.on_deposed
+    )
+    loop_b.start()
+    time.sleep(0.5)  # a renews every 0.1 s: b must stay a follower
+    assert not second.elected.is_set()
+    loop_a.stop()
+    assert second.elected.wait(10)
+    assert second.events == [Fence("graph-writer", "b", 2)]
+    loop_b.stop()

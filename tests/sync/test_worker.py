@@ -1,0 +1,244 @@
+"""The sync worker end to end: fake API server -> informers -> GraphStore, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from app.graph.reach import has_path
+from app.graph.store import Fence, GraphStore, LeaseLost
+from app.sync.api_client import KubeApi
+from app.sync.informer import InformerConfig
+from app.sync.worker import SyncWorker
+from tests.fake_apiserver import FakeApiServer
+from tests.threads import running
+
+FAST = InformerConfig(page_size=50, watch_timeout=(5, 5), backoff_initial=0.05, backoff_max=0.2, poll=0.05)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pod(name: str, node: str | None = "n1", secret: str | None = None, ns: str = "default") -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "busybox"}]}
+    if node:
+        spec["nodeName"] = node
+    if secret:
+        spec["volumes"] = [{"name": "v", "secret": {"secretName": secret}}]
+    return {"metadata": {"namespace": ns, "name": name}, "spec": spec}
+
+
+def reachable(engine: Engine, node: str, kind: str, namespace: str, name: str) -> bool:
+    with engine.connect() as conn:
+        return has_path(conn, node, kind, namespace, name).found
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as s:
+        yield s
+
+
+@pytest.fixture
+def api(server: FakeApiServer, tmp_path: Path) -> Iterator[KubeApi]:
+    client = KubeApi.from_config(str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+    yield client
+    client.close()
+
+
+
+
+def worker_for(store: GraphStore, api: KubeApi, **kwargs: Any) -> SyncWorker:
+    return SyncWorker(store, api, config=FAST, **kwargs)
+
+
+def test_bound_pod_is_reachable_and_deleted_pod_is_not(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    server.create("pods", pod("web", node=None, secret="web-tls"))
+    worker = worker_for(store, api)
+    with running(worker):
+        wait_for(lambda: worker.initial_sync_done)
+        assert store.owned_keys("pod") == {("pod", "default", "web")}  # unbound pods are stored, edge-less
+        assert not reachable(engine, "n1", "secret", "default", "web-tls")
+        server.update("pods", pod("web", node="n1", secret="web-tls"))
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "web-tls"))
+        assert not reachable(engine, "n2", "secret", "default", "web-tls")
+        server.delete("pods", "web", "default")
+        wait_for(lambda: not reachable(engine, "n1", "secret", "default", "web-tls"))
+        assert store.owned_keys("pod") == set()
+        freshness = worker.freshness()
+        assert freshness.samples == 2 and freshness.p50 is not None and freshness.p99 is not None
+        assert 0 <= freshness.p50 <= freshness.p99 < 5
+    assert store.resource_version("pods") == server.resource_version
+
+
+def test_list_is_paged(server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine) -> None:
+    for i in range(120):
+        server.create("pods", pod(f"p{i}", node=f"n{i % 7}", secret=f"s{i}"))
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker):
+        wait_for(lambda: worker.initial_sync_done)
+    assert server.requests["list:pods"] == 3  # 50 + 50 + 20
+    assert all(reachable(engine, f"n{i % 7}", "secret", "default", f"s{i}") for i in range(120))
+    assert store.resource_version("pods") == server.resource_version
+
+
+def test_restart_resumes_the_watch_from_the_stored_position(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    server.create("pods", pod("a", secret="sa"))
+    server.create("pods", pod("b", secret="sb"))
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker):
+        wait_for(lambda: worker.initial_sync_done)
+    server.delete("pods", "a", "default")  # while the worker is down
+    restarted = worker_for(store, api, resources=["pods"])
+    with running(restarted):
+        wait_for(lambda: not reachable(engine, "n1", "secret", "default", "sa"))
+    assert reachable(engine, "n1", "secret", "default", "sb")
+    assert server.requests["list:pods"] == 1  # the restart watched, it did not list
+    assert not restarted.initial_sync_done
+
+
+def test_restart_after_compaction_relists_and_never_drops_a_live_pod(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    server.create("pods", pod("live", secret="s-live"))
+    for i in range(60):
+        server.create("pods", pod(f"doomed{i}", secret=f"s{i}"))
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker):
+        wait_for(lambda: worker.initial_sync_done)
+    for i in range(60):
+        server.delete("pods", f"doomed{i}", "default")
+    server.create("pods", pod("newcomer", secret="s-new"))
+    server.compact()  # the stored position is now too old: 410
+    restarted = worker_for(store, api, resources=["pods"])
+    live_checks: list[bool] = []
+    with running(restarted):
+        while not restarted.initial_sync_done:
+            live_checks.append(reachable(engine, "n1", "secret", "default", "s-live"))
+    assert live_checks and all(live_checks)
+    assert server.requests["list:pods"] == 3  # 61 pods in 2 pages, then 2 pods in 1
+    assert store.owned_keys("pod") == {("pod", "default", "live"), ("pod", "default", "newcomer")}
+    assert reachable(engine, "n1", "secret", "default", "s-new")
+    assert not any(reachable(engine, "n1", "secret", "default", f"s{i}") for i in range(60))
+    assert store.resource_version("pods") == server.resource_version
+
+
+def test_cut_watch_resumes_without_relist(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker):
+        wait_for(lambda: server.watch_count("pods") == 1)
+        server.cut_watches()
+        server.create("pods", pod("a", secret="sa"))
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "sa"))
+    assert server.requests["list:pods"] == 1
+    assert server.requests["watch:pods"] >= 2
+
+
+def test_malformed_objects_are_skipped(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    bad = pod("bad-listed", secret="s-bad")
+    bad["spec"]["nodeName"] = 42
+    server.create("pods", bad)
+    server.create("pods", pod("good", secret="s-good"))
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker) as errors:
+        wait_for(lambda: worker.initial_sync_done)
+        worker_bad = pod("bad-watched", secret="s-bad2")
+        worker_bad["spec"]["volumes"] = "not a list"
+        server.create("pods", worker_bad)
+        server.create("pods", pod("after", secret="s-after"))
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "s-after"))
+    assert not errors
+    assert reachable(engine, "n1", "secret", "default", "s-good")
+    assert store.owned_keys("pod") == {("pod", "default", "good"), ("pod", "default", "after")}
+
+
+def test_bookmarks_advance_the_stored_position(
+    server: FakeApiServer, api: KubeApi, store: GraphStore
+) -> None:
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker):
+        wait_for(lambda: server.watch_count("pods") == 1)
+        listed_at = store.resource_version("pods")
+        server.create("nodes", {"metadata": {"name": "n1"}})  # not watched here: only the version moves
+        server.bookmark()
+        wait_for(lambda: store.resource_version("pods") == server.resource_version)
+    assert listed_at != server.resource_version
+
+
+def test_resources_the_cluster_does_not_serve_are_skipped(
+    api: KubeApi, server: FakeApiServer, store: GraphStore, engine: Engine
+) -> None:
+    server.served.update(podcertificaterequests=None, resourceslices="resource.k8s.io/v1beta1")
+    server.create("resourceslices", {"metadata": {"name": "gpu-n1"}, "spec": {"nodeName": "n1"}})
+    worker = worker_for(store, api)
+    with running(worker):
+        wait_for(lambda: worker.initial_sync_done)
+    assert set(worker.skipped) == {"podcertificaterequests"}
+    assert [s.version for s in worker.served if s.name == "resourceslices"] == ["v1beta1"]
+    assert reachable(engine, "n1", "resourceslice", "", "gpu-n1")
+    assert not any(k.endswith("podcertificaterequests") for k in server.requests)
+
+
+def test_lost_lease_stops_the_worker(server: FakeApiServer, api: KubeApi, store: GraphStore) -> None:
+    server.create("pods", pod("a"))
+    worker = worker_for(store, api, fence=lambda: Fence("writer", "someone-else", 7))
+    stop = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(LeaseLost):
+        worker.run(stop)
+    assert time.monotonic() - started < 5
+    assert store.owned_keys("pod") == set()
+
+
+def test_cli_refuses_a_database_not_at_head(tmp_path: Path, server: FakeApiServer) -> None:
+    from app.cli.main import main
+
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert main(["--database-url", url, "sync", "--kubeconfig", str(kubeconfig)]) == 1
+    assert main(["--database-url", url, "sync", "--resources", "pods,secrets"]) == 2
+
+
+def test_cli_sync_runs_until_sigterm(database_url: str, engine: Engine, server: FakeApiServer, tmp_path: Path) -> None:
+    server.create("pods", pod("a", secret="sa"))
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--database-url", database_url, "sync", "--kubeconfig", str(kubeconfig),
+         "--resources", "pods,nodes"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "sa"), timeout=20)
+        server.create("pods", pod("b", secret="sb"))
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "sb"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

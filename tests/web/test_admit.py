@@ -1,0 +1,150 @@
+"""The admission webhook end to end: AdmissionReviews over HTTP, lookups from the real store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from starlette.testclient import TestClient
+
+from app.graph.derivation import derive
+from app.graph.store import GraphStore
+from app.web.app import create_app
+from app.web.settings import Settings
+from tests import builders
+from tests.admission.test_restriction import create_mirror, eviction, pod, review, token_request
+
+NODE = "mynode"  # the node user of tests.admission.test_restriction's reviews
+
+
+@pytest.fixture
+def client(database_url: str, store: GraphStore) -> Iterator[TestClient]:
+    store.apply(
+        derive(o)
+        for o in (
+            builders.node(NODE, uid=f"{NODE}-uid"),
+            builders.node("othernode", uid="othernode-uid"),
+            builders.pod("mypod", "ns", NODE, uid="mypod-uid"),
+            builders.pod("otherpod", "ns", "othernode", uid="otherpod-uid"),
+        )
+    )
+    with TestClient(create_app(Settings(database_url=database_url))) as c:
+        yield c
+
+
+def post(client: TestClient, body: bytes) -> dict[str, Any]:
+    resp = client.post("/admit", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 200, resp.text
+    doc = resp.json()
+    assert doc["apiVersion"] == "admission.k8s.io/v1" and doc["kind"] == "AdmissionReview"
+    assert doc["response"]["uid"] == json.loads(body)["request"]["uid"]
+    assert "patch" not in doc["response"] and "patchType" not in doc["response"]
+    result: dict[str, Any] = doc["response"]
+    return result
+
+
+def test_mirror_pod_uses_the_node_uid_from_the_store(client: TestClient) -> None:
+    assert post(client, create_mirror(pod("static", mirror=True)))["allowed"] is True
+    wrong = pod("static", mirror=True)
+    wrong["metadata"]["ownerReferences"][0]["uid"] = "stale-uid"
+    out = post(client, create_mirror(wrong))
+    assert out["allowed"] is False and out["status"]["code"] == 403
+    assert out["status"]["message"] == (
+        'pods "static" is forbidden: node mynode UID mismatch: expected stale-uid got mynode-uid'
+    )
+
+
+def test_token_requests_are_checked_against_stored_pods(client: TestClient) -> None:
+    assert post(client, token_request("mypod", "mypod-uid"))["allowed"] is True
+    other = post(client, token_request("otherpod", "otherpod-uid"))
+    assert other["allowed"] is False
+    assert other["status"]["message"] == (
+        'serviceaccounts "mysa" is forbidden: node requested token bound to a pod scheduled on a different node'
+    )
+    recreated = post(client, token_request("mypod", "old-uid"))
+    assert "does not match the UID in record" in recreated["status"]["message"]
+    missing = post(client, token_request("nopod", "x"))
+    assert missing["status"]["code"] == 404
+    assert missing["status"]["message"] == 'pod "nopod" not found (no record in the nodeauthz store)'
+
+
+def test_eviction_of_own_pod_only(client: TestClient) -> None:
+    own = review("CREATE", "pods", sub="eviction", name="mypod", namespace="ns", obj=eviction("mypod"))
+    assert post(client, own)["allowed"] is True
+    other = review(
+        "CREATE", "pods", sub="eviction", name="otherpod", namespace="ns", obj=eviction("otherpod")
+    )
+    assert post(client, other)["status"]["message"] == (
+        'pods "otherpod" is forbidden: node mynode can only evict pods with spec.nodeName set to itself'
+    )
+
+
+def test_non_node_users_pass_untouched(client: TestClient) -> None:
+    body = review(
+        "CREATE",
+        "pods",
+        name="x",
+        namespace="ns",
+        obj=pod("x", "othernode"),
+        user="alice",
+        groups=["system:authenticated"],
+    )
+    assert post(client, body) == {"uid": json.loads(body)["request"]["uid"], "allowed": True}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "JSON"),
+        (
+            json.dumps(
+                {"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}
+            ).encode(),
+            "admission.k8s.io/v1",
+        ),
+        (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "request"),
+    ],
+)
+def test_malformed_reviews_are_400_and_never_allowed(client: TestClient, body: bytes, message: str) -> None:
+    resp = client.post("/admit", content=body)
+    assert resp.status_code == 400
+    assert message in resp.json()["error"]
+    assert "allowed" not in resp.text
+
+
+def test_store_failure_refuses_with_the_cause(client: TestClient, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE edges"))
+        conn.execute(text("DROP TABLE objects"))
+    out = post(client, token_request("mypod", "mypod-uid"))
+    assert out["allowed"] is False
+    assert out["status"]["code"] == 500
+    assert out["status"]["message"].startswith("nodeauthz: admission check failed:")
+
+
+def test_check_admission_cli(database_url: str, store: GraphStore, tmp_path: Path) -> None:
+    store.apply([derive(builders.pod("mypod", "ns", NODE, uid="mypod-uid"))])
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_bytes(token_request("mypod", "mypod-uid"))
+    bad.write_bytes(token_request("mypod", "old-uid"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app", "--database-url", database_url, "check-admission", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    ok = run(str(good))
+    assert ok.returncode == 0 and ok.stdout.startswith("allowed: CREATE serviceaccounts/token ns/mysa")
+    refused = run(str(bad))
+    assert refused.returncode == 1 and "does not match the UID in record" in refused.stdout
+    (tmp_path / "junk.json").write_text("[]")
+    assert run(str(tmp_path / "junk.json")).returncode == 2
