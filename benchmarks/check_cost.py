@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.graph.database import is_sqlite, make_engine, resolve_url, sqlite_path, tune_sqlite_connection
+from app.graph.database import is_sqlite, make_engine, resolve_url
 from app.graph.derivation import derive
+from app.graph.dialects.sqlite import sqlite_path, tune_connection
 from app.graph.migrations import upgrade
 from app.graph.reach import PK_LOOKUP_SQL, REACH_SQL, reach_params, render
 from app.graph.store import GraphStore
@@ -66,7 +67,7 @@ def _cached_renderer(style: str) -> Callable[[str], tuple[str, tuple[str, ...]]]
 
 def sqlite_runner(url: str) -> tuple[Query, Callable[[], None]]:
     conn = sqlite3.connect(sqlite_path(url), isolation_level=None, check_same_thread=False)
-    tune_sqlite_connection(conn)
+    tune_connection(conn)
     rendered = _cached_renderer("qmark")
 
     def run(sql: str, params: dict[str, Any]) -> Any:

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.graph.database import is_sqlite, sqlite_path, tune_sqlite_connection
+from app.graph.database import is_sqlite
+from app.graph.dialects.sqlite import sqlite_path, tune_connection
 from app.graph.migrations import upgrade
 from app.graph.schema import metadata
 
@@ -84,7 +85,7 @@ def raw_insert(url: str, rows: GraphRows) -> float:
 def _sqlite_insert(url: str, rows: GraphRows) -> float:
     conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
     try:
-        tune_sqlite_connection(conn)
+        tune_connection(conn)
         started = time.perf_counter()
         conn.execute("BEGIN")
         for table, cols in TABLES.items():

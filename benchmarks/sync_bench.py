@@ -41,7 +41,8 @@ from sqlalchemy import create_engine, text
 
 from app.graph.database import is_sqlite, resolve_url
 from app.graph.derivation import derive
-from app.sync.api_client import CANDIDATES, KubeApi, ResourceSpec
+from app.k8s.watched_resources import CANDIDATES
+from app.sync.api_client import KubeApi, ResourceSpec
 from benchmarks.apiserver_proc import ApiServerProcess, cpu_seconds
 from benchmarks.raw_insert import GraphRows, fresh_database, raw_insert, read_rows
 from benchmarks.shapes import PRESETS, Shape

@@ -1,20 +1,17 @@
 """Alembic runtime: the URL comes from NODEAUTHZ_DATABASE_URL (or the caller), never from alembic.ini.
 
-On PostgreSQL, replicas that run ``alembic upgrade head`` at once would race:
-a session-level advisory lock (not a transaction-level one, which an
-``autocommit_block()`` would release) serialises them, with a bounded wait.
+Replicas that run ``alembic upgrade head`` at once would race: each database's
+``migration_lock`` (``app.graph.dialects``) makes them take turns.
 """
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from app.graph.database import make_engine, resolve_url
+from app.graph.dialects import for_name
 from app.graph.schema import metadata
-
-MIGRATION_LOCK_KEY = 0x6E6F6465617574  # "nodeaut": the advisory lock id for migrations
-MIGRATION_LOCK_TIMEOUT_S = 120
 
 config = context.config
 
@@ -32,25 +29,8 @@ def _run(connection: Connection) -> None:
 
 
 def _with_migration_lock(connection: Connection) -> None:
-    if connection.dialect.name != "postgresql":
+    with for_name(connection.dialect.name).migration_lock(connection):
         _run(connection)
-        return
-    # Bounded wait: a stuck migration elsewhere gives a clear error, not a hung rollout.
-    connection.execute(text(f"SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT_S}s'"))
-    try:
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-    except Exception as exc:
-        raise RuntimeError(
-            f"another replica has held the migration lock for over {MIGRATION_LOCK_TIMEOUT_S}s; "
-            "is a migration stuck?"
-        ) from exc
-    connection.execute(text("SET lock_timeout = 0"))
-    connection.commit()
-    try:
-        _run(connection)
-    finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
-        connection.commit()
 
 
 def run_migrations_online() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from app.cli.main import build_parser
-from app.sync.api_client import CANDIDATES
+from app.k8s.watched_resources import CANDIDATES
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "deploy" / "nodeauthz.yaml"
 

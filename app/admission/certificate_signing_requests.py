@@ -1,4 +1,4 @@
-"""NodeRestriction's CertificateSigningRequest rule (upstream ``admitCSR``). Pure, no I/O.
+"""NodeRestriction on CertificateSigningRequests (upstream ``admitCSR``). Pure, no I/O.
 
 A node creating a CSR for a kubelet signer must ask for its own identity: the
 PEM request's subject CN must be ``system:node:<node>``.
@@ -14,6 +14,12 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
+from app.admission.lookups import AdmissionLookups
+from app.admission.objects import typed
+from app.admission.options import AdmissionOptions
+from app.admission.review import AdmissionRequest
+from app.admission.verdict import Forbidden
 
 KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 KUBE_APISERVER_CLIENT_KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
@@ -76,3 +82,10 @@ def csr_refusal(csr: Mapping[str, Any], node: str) -> str | None:
     if common_name != f"system:node:{node}":
         return f"can only create a node CSR with CN=system:node:{node}"
     return None
+
+
+def admit_csr(r: AdmissionRequest, node: str, lookups: AdmissionLookups, options: AdmissionOptions) -> None:
+    if options.allow_insecure_kubelet_csrs or r.operation != "CREATE":
+        return
+    if reason := csr_refusal(typed(r, r.object, "CertificateSigningRequest"), node):
+        raise Forbidden(reason)

@@ -1,10 +1,11 @@
-"""The NodeRestriction admission rules, as a pure function of an AdmissionRequest. No I/O.
+"""The NodeRestriction admission plugin, as a pure function of an AdmissionRequest. No I/O.
 
 Reproduces upstream's ``plugin/pkg/admission/noderestriction`` decision for
-decision (spec node-restriction.md). A refusal carries upstream's full text,
+decision (spec node-restriction.md): ``admit`` finds the node, dispatches to
+the rule for the request's resource (one module per object family), and turns
+the rule's refusal into upstream's full text,
 ``<resource>[.<group>] "<name>" is forbidden: <reason>`` (``admission.NewForbidden``);
 the apiserver prefixes ``admission webhook "<name>" denied the request: ``.
-Pods are handled here; every other resource in ``app.admission.rules``.
 
 Differences forced by running as a webhook over nodeauthz's store:
 - Existing pods and nodes come from ``AdmissionLookups`` (namespace, name, uid,
@@ -20,140 +21,28 @@ Differences forced by running as a webhook over nodeauthz's store:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
-from app.admission.pods import (
-    STATUS_NOT_BOUND,
-    mirror_pod_refusal,
-    owner_uid,
-    pod_reference_refusal,
-    pod_status_refusal,
-    spec_node_name,
-)
+from app.admission.certificate_signing_requests import admit_csr
+from app.admission.csinodes import admit_csinode
+from app.admission.leases import admit_lease
+from app.admission.lookups import AdmissionLookups
+from app.admission.nodes import admit_node
+from app.admission.objects import Rule
+from app.admission.options import DEFAULT_OPTIONS, AdmissionOptions
+from app.admission.persistent_volume_claims import admit_pvc
+from app.admission.pods import admit_pod
+from app.admission.resource_slices import admit_resource_slice
 from app.admission.review import AdmissionRequest, parse_admission_review
-from app.admission.rules import (
-    DEFAULT_OPTIONS,
-    AdmissionOptions,
-    AudiencePolicy,
-    Forbidden,
-    NotFound,
-    admit_csinode,
-    admit_csr,
-    admit_lease,
-    admit_node,
-    admit_pvc,
-    admit_resource_slice,
-    admit_service_account,
-    meta,
-    typed,
-)
+from app.admission.service_accounts import admit_service_account
+from app.admission.verdict import ALLOWED, NOT_IN_STORE, Forbidden, NotFound, Verdict
 from app.k8s.attributes import node_identity
 from app.k8s.goquote import go_quote
-from app.k8s.pod_references import FieldError, get_str
+from app.k8s.json_fields import FieldError
 
-__all__ = [
-    "DEFAULT_OPTIONS",
-    "NOT_IN_STORE",
-    "AdmissionLookups",
-    "AdmissionOptions",
-    "AudiencePolicy",
-    "PodRecord",
-    "Verdict",
-    "admit",
-    "check_admission_bytes",
-    "describe_request",
-]
-
-NOT_IN_STORE = " (no record in the nodeauthz store)"
-
-
-@dataclass(frozen=True)
-class PodRecord:
-    namespace: str
-    name: str
-    uid: str
-    node_name: str  # "" when unbound
-
-
-class AdmissionLookups(Protocol):
-    def pod(self, namespace: str, name: str) -> PodRecord | None: ...
-
-    def node_uid(self, name: str) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``code`` is the HTTP status of a refusal: 403 Forbidden, or 404 for upstream's NotFound."""
-
-    allowed: bool
-    message: str = ""
-    code: int = 403
-
-
-ALLOWED = Verdict(True)
-
-
-def _admit_pod(r: AdmissionRequest, node: str, lookups: AdmissionLookups, options: AdmissionOptions) -> None:
-    q, op = go_quote(node), r.operation
-    if r.sub_resource == "":
-        if op == "CREATE":
-            pod = typed(r, r.object, "Pod")
-            if reason := mirror_pod_refusal(pod, node):
-                raise Forbidden(reason)
-            node_uid = lookups.node_uid(node)
-            if node_uid is None:
-                raise NotFound("node", node)
-            if owner_uid(pod) != node_uid:
-                raise Forbidden(f"node {node} UID mismatch: expected {owner_uid(pod)} got {node_uid}")
-            if reason := pod_reference_refusal(pod, node):
-                raise Forbidden(reason)
-        elif op == "DELETE":
-            if r.old_object is not None:
-                bound_to = spec_node_name(r.old_object)
-            else:
-                record = lookups.pod(r.namespace, r.name)
-                if record is None:
-                    raise NotFound("pod", r.name)
-                bound_to = record.node_name
-            if bound_to != node:
-                raise Forbidden(f"node {q} can only delete pods with spec.nodeName set to itself")
-        else:
-            raise Forbidden(
-                f"unexpected operation {go_quote(op)}, node {q} can only create and delete mirror pods"
-            )
-    elif r.sub_resource == "status":
-        if op != "UPDATE":
-            raise Forbidden(f"unexpected operation {go_quote(op)}")
-        old = typed(r, r.old_object, "Pod")
-        if spec_node_name(old) != node:  # checked before the new object's type, as upstream
-            raise Forbidden(f"node {q} {STATUS_NOT_BOUND}")
-        if reason := pod_status_refusal(old, typed(r, r.object, "Pod"), node):
-            raise Forbidden(reason)
-    elif r.sub_resource == "eviction":
-        if op != "CREATE":
-            raise Forbidden(f"unexpected operation {op}")
-        eviction = typed(r, r.object, "Eviction")
-        # The URL's pod name wins over the Eviction object's.
-        pod_name = r.name or get_str(meta(eviction), "name", "metadata")
-        if not pod_name:
-            raise Forbidden("could not determine pod from request data")
-        record = lookups.pod(r.namespace, pod_name)
-        if record is None:
-            raise NotFound("pod", pod_name)
-        if record.node_name != node:
-            raise Forbidden(f"node {node} can only evict pods with spec.nodeName set to itself")
-    else:
-        raise Forbidden(
-            f"unexpected pod subresource {go_quote(r.sub_resource)}, only 'status' and 'eviction' are allowed"
-        )
-
-
-_Rule = Callable[[AdmissionRequest, str, AdmissionLookups, AdmissionOptions], None]
-
-_RULES: dict[tuple[str, str], _Rule] = {
-    ("", "pods"): _admit_pod,
+_RULES: dict[tuple[str, str], Rule] = {
+    ("", "pods"): admit_pod,
     ("", "nodes"): admit_node,
     ("", "persistentvolumeclaims"): admit_pvc,
     ("", "serviceaccounts"): admit_service_account,

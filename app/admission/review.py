@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from app.admission.restriction import Verdict
+from app.admission.verdict import Verdict
+from app.k8s.json_fields import FieldError, get_bool, get_map, get_str, get_str_list, join, json_type
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -64,46 +64,26 @@ class AdmissionRequest:
     options: Mapping[str, Any] | None
 
 
-def _field(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def _str(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise AdmissionError(f"{_field(path, key)} is required")
-        return ""
-    if not isinstance(value, str):
-        raise AdmissionError(f"{_field(path, key)} must be a string, got {_json_type(value)}")
+    try:
+        value = get_str(obj, key, path)
+    except FieldError as exc:
+        raise AdmissionError(exc.sentence()) from None
+    if required and obj.get(key) is None:
+        raise AdmissionError(f"{join(path, key)} is required")
     if required and not value:
-        raise AdmissionError(f"{_field(path, key)} must not be empty")
+        raise AdmissionError(f"{join(path, key)} must not be empty")
     return value
 
 
 def _map(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> Mapping[str, Any] | None:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise AdmissionError(f"{_field(path, key)} is required")
-        return None
-    if not isinstance(value, dict):
-        raise AdmissionError(f"{_field(path, key)} must be an object, got {_json_type(value)}")
+    try:
+        value = get_map(obj, key, path)
+    except FieldError as exc:
+        raise AdmissionError(exc.sentence()) from None
+    if value is None and required:
+        raise AdmissionError(f"{join(path, key)} is required")
     return value
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
 
 
 def _gvk(req: Mapping[str, Any], key: str) -> GroupVersionKind:
@@ -124,15 +104,6 @@ def _gvr(req: Mapping[str, Any], key: str) -> GroupVersionResource:
     )
 
 
-def _groups(user: Mapping[str, Any]) -> tuple[str, ...]:
-    value = user.get("groups")
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        raise AdmissionError("request.userInfo.groups must be an array of strings")
-    return tuple(value)
-
-
 def parse_admission_review(body: bytes) -> AdmissionRequest:
     """Parse an admission.k8s.io/v1 AdmissionReview request body; raise AdmissionError if malformed."""
     if len(body) > MAX_ADMISSION_REVIEW_BYTES:
@@ -144,7 +115,7 @@ def parse_admission_review(body: bytes) -> AdmissionRequest:
     except orjson.JSONDecodeError as err:
         raise AdmissionError(f"admission review is not valid JSON: {err}") from None
     if not isinstance(review, dict):
-        raise AdmissionError(f"admission review must be a JSON object, got {_json_type(review)}")
+        raise AdmissionError(f"admission review must be a JSON object, got {json_type(review)}")
     api_version = review.get("apiVersion")
     kind = review.get("kind")
     if api_version != API_VERSION or kind != KIND:
@@ -161,9 +132,11 @@ def parse_admission_review(body: bytes) -> AdmissionRequest:
         raise AdmissionError(
             f"request.operation must be one of {', '.join(sorted(OPERATIONS))}, got {operation!r}"
         )
-    dry_run = req.get("dryRun")
-    if dry_run is not None and not isinstance(dry_run, bool):
-        raise AdmissionError(f"request.dryRun must be a boolean, got {_json_type(dry_run)}")
+    try:
+        dry_run = get_bool(req, "dryRun", "request")
+        groups = get_str_list(user, "groups", "request.userInfo")
+    except FieldError as exc:
+        raise AdmissionError(exc.sentence()) from None
     return AdmissionRequest(
         uid=_str(req, "uid", "request", required=True),
         kind=_gvk(req, "kind"),
@@ -173,10 +146,10 @@ def parse_admission_review(body: bytes) -> AdmissionRequest:
         namespace=_str(req, "namespace", "request"),
         operation=operation,
         username=_str(user, "username", "request.userInfo"),
-        groups=_groups(user),
+        groups=groups,
         object=_map(req, "object", "request"),
         old_object=_map(req, "oldObject", "request"),
-        dry_run=bool(dry_run),
+        dry_run=dry_run,
         options=_map(req, "options", "request"),
     )
 

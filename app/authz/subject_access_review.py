@@ -19,6 +19,7 @@ import orjson
 
 from app.authz.node_authorizer import Decision
 from app.k8s.attributes import FieldRequirement, RequestAttributes
+from app.k8s.json_fields import FieldError, get_map, get_str, get_str_list, json_type
 
 API_V1 = "authorization.k8s.io/v1"
 API_V1BETA1 = "authorization.k8s.io/v1beta1"
@@ -47,33 +48,29 @@ class ParsedReview:
 
 
 def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ReviewError(f"{where}.{key} must be a string")
-    return value
+    try:
+        return get_str(obj, key, where)
+    except FieldError as exc:
+        raise ReviewError(exc.sentence()) from None
 
 
-def _object(value: Any, where: str) -> Mapping[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ReviewError(f"{where} must be an object")
-    return value
+def _object(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
+    try:
+        return get_map(obj, key, where)
+    except FieldError as exc:
+        raise ReviewError(exc.sentence()) from None
 
 
-def _string_list(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ReviewError(f"{where} must be a list of strings")
-    return tuple(value)
+def _string_list(obj: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    try:
+        return get_str_list(obj, key, where)
+    except FieldError as exc:
+        raise ReviewError(exc.sentence()) from None
 
 
 def _selector(attrs: Mapping[str, Any], key: str, where: str) -> tuple[FieldRequirement, ...] | None:
+    selector = _object(attrs, key, where)
     where = f"{where}.{key}"
-    selector = _object(attrs.get(key), where)
     if selector is None:
         return None
     raw = selector.get("requirements")
@@ -84,13 +81,13 @@ def _selector(attrs: Mapping[str, Any], key: str, where: str) -> tuple[FieldRequ
     reqs = []
     for i, item in enumerate(raw):
         at = f"{where}.requirements[{i}]"
-        req = _object(item, at)
-        if req is None:
-            raise ReviewError(f"{at} must be an object")
+        if not isinstance(item, dict):
+            raise ReviewError(f"{at} must be an object, got {json_type(item)}")
+        req: Mapping[str, Any] = item
         key_, op = req.get("key"), req.get("operator")
         if not isinstance(key_, str) or not isinstance(op, str):
             raise ReviewError(f"{at} needs string key and operator")
-        reqs.append(FieldRequirement(key_, op, _string_list(req.get("values"), f"{at}.values")))
+        reqs.append(FieldRequirement(key_, op, _string_list(req, "values", at)))
     return tuple(reqs)
 
 
@@ -121,7 +118,7 @@ def parse_review(body: bytes) -> ParsedReview:
         raise ReviewError(f"apiVersion must be {API_V1!r} or {API_V1BETA1!r}, got {api_version!r}")
     if doc.get("kind") != KIND:
         raise ReviewError(f"kind must be {KIND!r}, got {doc.get('kind')!r}")
-    spec = _object(doc.get("spec"), "spec")
+    spec = _object(doc, "spec", "")
     if spec is None:
         raise ReviewError("missing spec")
 
@@ -129,10 +126,10 @@ def parse_review(body: bytes) -> ParsedReview:
     if not user:
         raise ReviewError("missing spec.user")
     groups_key = "groups" if api_version == API_V1 else "group"
-    groups = _string_list(spec.get(groups_key), f"spec.{groups_key}")
+    groups = _string_list(spec, groups_key, "spec")
 
-    resource = _object(spec.get("resourceAttributes"), "spec.resourceAttributes")
-    non_resource = _object(spec.get("nonResourceAttributes"), "spec.nonResourceAttributes")
+    resource = _object(spec, "resourceAttributes", "spec")
+    non_resource = _object(spec, "nonResourceAttributes", "spec")
     if resource is not None and non_resource is None:
         attrs = _resource_attributes(user, groups, resource)
     elif non_resource is not None and resource is None:

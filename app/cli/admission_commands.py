@@ -9,7 +9,9 @@ from typing import Any
 
 from app.admission.restriction import check_admission_bytes
 from app.admission.review import AdmissionError
-from app.graph.database import make_read_engine, resolve_url
+from app.cli.errors import UsageError
+from app.cli.options import database_url
+from app.graph.database import make_read_engine
 from app.graph.lookups import StoreLookups
 
 
@@ -22,13 +24,11 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_check_admission(args: argparse.Namespace) -> int:
-    from app.cli.main import UsageError
-
     try:
         body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         raise UsageError(f"{args.file}: cannot read: {exc.strerror or exc}") from exc
-    engine = make_read_engine(resolve_url(args.database_url))
+    engine = make_read_engine(database_url(args))
     try:
         verdict, described = check_admission_bytes(body, StoreLookups(engine))
     except AdmissionError as exc:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import Counter
 from typing import Any
 
 import orjson
 
-from app.graph.database import make_engine, make_read_engine, resolve_url
-from app.graph.migrations import current_revision_at, head_revision, upgrade
+from app.cli.errors import UsageError
+from app.cli.options import database_url, require_schema
+from app.graph.database import make_engine, make_read_engine
+from app.graph.explain import find_paths, graph_stats
+from app.graph.migrations import head_revision, upgrade
+from app.graph.reach import has_path
 from app.graph.store import GraphStore
 from app.k8s.kinds import CLUSTER_SCOPED, NODE, VertexKey, resolve_kind
 from app.sync.files import LoadError, load_file
@@ -39,29 +44,16 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_stats)
 
 
-def require_schema(url: str) -> None:
-    """Refuse (usage error) to work on a database whose schema is not the one this code needs."""
-    from app.cli.main import UsageError
-
-    current = current_revision_at(url)
-    if current != head_revision():
-        raise UsageError(
-            f"database schema is at {current or 'nothing'}, not {head_revision()}: run `nodeauthz migrate`"
-        )
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
-    import logging
-
     logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)  # show each step taken
-    url = resolve_url(args.database_url)
+    url = database_url(args)
     upgrade(url)
     print(f"schema at revision {head_revision()}")
     return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    url = resolve_url(args.database_url)
+    url = database_url(args)
     require_schema(url)
     engine = make_engine(url)
     store = GraphStore(engine, writer="nodeauthz load")
@@ -88,9 +80,6 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from app.cli.main import UsageError
-    from app.graph.reach import find_paths, has_path
-
     try:
         kind = resolve_kind(args.kind)
     except ValueError as exc:
@@ -100,7 +89,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--namespace is required for {kind}")
     if kind == NODE:
         raise UsageError("--kind node: a node reaches only itself; pick the object it reads")
-    url = resolve_url(args.database_url)
+    url = database_url(args)
     require_schema(url)
     engine = make_read_engine(url)
     target = VertexKey(kind, namespace, args.name)
@@ -134,9 +123,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from app.graph.reach import graph_stats
-
-    url = resolve_url(args.database_url)
+    url = database_url(args)
     require_schema(url)
     engine = make_read_engine(url)
     try:

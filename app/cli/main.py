@@ -1,27 +1,32 @@
-"""The ``nodeauthz`` command: a thin dispatcher; each command family lives in its own ``cli_*`` module.
+"""The ``nodeauthz`` command: parse, dispatch, and turn failures into one line and an exit code.
 
-Every family module exposes ``register(subparsers)``, adding its commands with
-``set_defaults(func=...)``; a command function takes the parsed arguments and
-returns the process exit code (0 ok / allowed, 1 "no", 2 usage error).
+Each command family module exposes ``register(subparsers)``, adding its
+commands with ``set_defaults(func=...)``; a command function takes the parsed
+arguments and returns the process exit code (0 ok / allowed, 1 "no", 2 usage
+or command error). Command functions are thin: the work is done by plain
+functions of the layers below.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from app import __version__
+from app.cli import (
+    admission_commands,
+    graph_commands,
+    replica_commands,
+    sync_commands,
+    webhook_commands,
+)
+from app.cli.errors import CommandError, UsageError
 from app.graph.database import URL_ENV
 
 # Command families, in the order `nodeauthz --help` lists them.
-FAMILIES = ("app.cli.graph_commands", "app.cli.webhook_commands", "app.cli.sync_commands", "app.cli.replica_commands", "app.cli.admission_commands")
-
-
-class UsageError(Exception):
-    """Bad arguments found after parsing (exit 2, like argparse's own errors)."""
+FAMILIES = (graph_commands, webhook_commands, sync_commands, replica_commands, admission_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,14 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in FAMILIES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # a family not built yet
-            raise
-        module.register(subparsers)
+    for family in FAMILIES:
+        family.register(subparsers)
     return parser
 
 
@@ -64,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
+        print(f"nodeauthz: error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
         print(f"nodeauthz: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Any
 
-from app.graph.database import make_engine, resolve_url
-from app.graph.migrations import current_revision, head_revision, upgrade
+from app.cli.options import add_kube_flags, database_url, parse_resources, require_schema
+from app.graph.database import make_engine
+from app.graph.migrations import upgrade
 from app.graph.store import GraphStore
-from app.sync.api_client import RESOURCE_NAMES, KubeApi
+from app.sync.api_client import KubeApi
+from app.sync.worker import SyncWorker
 
 log = logging.getLogger(__name__)
 
@@ -26,41 +27,19 @@ def register(subparsers: Any) -> None:
         "PodCertificateRequests into the graph database until SIGTERM/SIGINT. Resumes from the "
         "stored resourceVersions; run only one writer per database (use `run` for HA).",
     )
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG, in-cluster, ~/.kube/config)")
-    p.add_argument("--context", default=None, help="kubeconfig context (default the current one)")
-    p.add_argument("--resources", default=",".join(RESOURCE_NAMES),
-                   help=f"comma-separated subset of: {','.join(RESOURCE_NAMES)}")
+    add_kube_flags(p)
     p.add_argument("--migrate", action="store_true", help="upgrade the schema to head first")
     p.set_defaults(func=cmd_sync)
 
 
-def parse_resources(text: str) -> list[str]:
-    from app.cli.main import UsageError
-
-    names = [r.strip() for r in text.split(",") if r.strip()]
-    unknown = [r for r in names if r not in RESOURCE_NAMES]
-    if unknown or not names:
-        raise UsageError(f"--resources: unknown {', '.join(unknown) or '(empty)'}; expected {','.join(RESOURCE_NAMES)}")
-    return list(dict.fromkeys(names))
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
-    from app.sync.worker import SyncWorker
-
     resources = parse_resources(args.resources)
-    url = resolve_url(args.database_url)
+    url = database_url(args)
     if args.migrate:
         upgrade(url)
+    require_schema(url)
     engine = make_engine(url)
     try:
-        current, head = current_revision(engine), head_revision()
-        if current != head:
-            print(
-                f"nodeauthz sync: the database schema is at {current or 'no revision'}, this version needs "
-                f"{head}; run `nodeauthz migrate` or pass --migrate",
-                file=sys.stderr,
-            )
-            return 1
         api = KubeApi.from_config(args.kubeconfig, args.context)
         worker = SyncWorker(GraphStore(engine, writer="nodeauthz-sync"), api, resources=resources)
         stop = threading.Event()

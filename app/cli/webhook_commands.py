@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shlex
-import ssl
 from importlib import resources
 from typing import Any
 
-from app.cli.main import UsageError
-from app.graph.readers import Reader, open_reader
+from app.cli.errors import UsageError
+from app.cli.options import add_selectors_flag, add_serving_flags, settings_from_args
+from app.graph.database import make_engine
+from app.graph.derivation import derive, owner_kind
+from app.graph.migrations import upgrade
+from app.graph.reach import Reader
+from app.graph.readers import open_reader
+from app.graph.store import GraphStore
 from app.k8s.attributes import NODE_USER_PREFIX, NODES_GROUP, FieldRequirement, RequestAttributes
-from app.web.settings import Settings, parse_bool
+from app.web.authorize import decide_with_graph
+from app.web.server import run_server
+from app.web.settings import Settings
 
 SELECTOR_VERBS = ("list", "watch", "deletecollection")
 SAMPLE_CLUSTER = "sample-cluster.json"
@@ -23,32 +29,29 @@ _FIELD_OPS = (("!=", "NotIn"), ("==", "In"), ("=", "In"))
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve the authorization webhook (POST /authorize)")
-    _serving_flags(serve)
-    serve.add_argument("--tls-cert", help="server certificate (PEM); without it, plain HTTP")
-    serve.add_argument("--tls-key", help="server private key (PEM)")
-    serve.add_argument("--tls-client-ca",
-                       help="CA bundle; when given, clients must present a certificate it signed")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument("--pool-size", type=int, default=None, help="PostgreSQL connections per worker")
-    health_flag(serve)
+    add_serving_flags(serve)
     serve.set_defaults(func=_serve)
 
     check = subparsers.add_parser(
         "check", help="decide one request offline, as the webhook would (exit 0 yes, 1 no)"
     )
     check.add_argument("--user", required=True, help="e.g. system:node:node-1")
-    check.add_argument("--group", action="append", default=[],
-                       help="repeatable; default for system:node:* users: system:nodes, system:authenticated")
+    check.add_argument(
+        "--group", action="append", default=[],
+        help="repeatable; default for system:node:* users: system:nodes, system:authenticated",
+    )  # fmt: skip
     check.add_argument("--verb", required=True)
     check.add_argument("--resource", help="e.g. secrets (a resource request)")
     check.add_argument("--api-group", default="", help='e.g. storage.k8s.io (default "", the core group)')
     check.add_argument("--subresource", default="")
     check.add_argument("--namespace", default="")
     check.add_argument("--name", default="")
-    check.add_argument("--field-selector", action="append", default=[],
-                       help="e.g. spec.nodeName=node-1 (=, == or !=; comma-separated or repeated)")
+    check.add_argument(
+        "--field-selector", action="append", default=[],
+        help="e.g. spec.nodeName=node-1 (=, == or !=; comma-separated or repeated)",
+    )  # fmt: skip
     check.add_argument("--path", help="a non-resource URL, e.g. /healthz (instead of --resource)")
-    _selectors_flag(check)
+    add_selectors_flag(check)
     check.set_defaults(func=_check)
 
     demo = subparsers.add_parser("demo", help="load a small sample cluster into the database and serve it")
@@ -57,98 +60,8 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(func=_demo)
 
 
-def _selectors_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--authorize-with-selectors", metavar="true|false", default=None,
-                        help="the AuthorizeNodeWithSelectors gate (default true; "
-                        "env NODEAUTHZ_AUTHORIZE_WITH_SELECTORS)")
-
-
-def _serving_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="listen port (default 8443)")
-    _selectors_flag(parser)
-
-
-def health_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--health-port", type=int, default=None,
-        help="also serve /healthz and /readyz (only) over plain HTTP on this port, for kubelet probes "
-        "when --tls-client-ca makes the main port require client certificates (needs --workers 1)",
-    )
-
-
-def _bool_flag(text: str | None) -> bool | None:
-    if text is None:
-        return None
-    try:
-        return parse_bool(text)
-    except ValueError as exc:
-        raise UsageError(f"--authorize-with-selectors: {exc}") from None
-
-
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    try:
-        return Settings.from_env(
-            database_url=args.database_url,
-            authorize_with_selectors=_bool_flag(getattr(args, "authorize_with_selectors", None)),
-            log_level=args.log_level,
-            **extra,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-# -- serve ------------------------------------------------------------------------------------
-
-
-def run_server(settings: Settings, *, workers: int = 1) -> None:
-    """Serve until interrupted. Workers (separate processes) read the settings from the environment."""
-    import uvicorn
-
-    os.environ.update(settings.to_env())
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "factory": True,
-        "workers": workers,
-        "loop": "uvloop",
-        "http": "httptools",
-        "access_log": False,  # one line per request costs more than the check itself
-        "log_level": settings.log_level.lower(),
-    }
-    if settings.tls:
-        options.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
-        if settings.tls_client_ca:
-            options.update(ssl_ca_certs=settings.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
-    if not settings.health_port:
-        uvicorn.run("app.web.app:create_app_from_env", **options)
-        return
-    if workers != 1:
-        raise UsageError("--health-port needs --workers 1")
-    del options["workers"]
-    import uvloop
-
-    main = uvicorn.Server(uvicorn.Config("app.web.app:create_app_from_env", **options))
-    probe_options = {k: v for k, v in options.items() if not k.startswith("ssl_")}
-    probe_options["port"] = settings.health_port
-    probes = uvicorn.Server(uvicorn.Config("app.web.app:create_health_app_from_env", **probe_options))
-
-    async def both() -> None:
-        # Each server captures SIGTERM/SIGINT and re-raises it when done, so one signal stops both.
-        await asyncio.gather(main.serve(), probes.serve())
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(both())
-
-
 def _serve(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    settings = _settings(
-        args, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca, pool_size=args.pool_size, health_port=args.health_port,
-    )
-    run_server(settings, workers=args.workers)
+    run_server(settings_from_args(args))
     return 0
 
 
@@ -195,8 +108,6 @@ def attributes_from_args(args: argparse.Namespace) -> RequestAttributes:
 
 
 async def _check_async(attrs: RequestAttributes, settings: Settings) -> tuple[bool, str]:
-    from app.web.app import decide_with_graph
-
     opened: list[Reader] = []
 
     async def get_reader() -> Reader:
@@ -215,7 +126,7 @@ async def _check_async(attrs: RequestAttributes, settings: Settings) -> tuple[bo
 
 def _check(args: argparse.Namespace) -> int:
     attrs = attributes_from_args(args)
-    allowed, reason = asyncio.run(_check_async(attrs, _settings(args)))
+    allowed, reason = asyncio.run(_check_async(attrs, settings_from_args(args)))
     if allowed:
         print("yes")
         return 0
@@ -228,10 +139,6 @@ def _check(args: argparse.Namespace) -> int:
 
 def load_sample_cluster(url: str) -> int:
     """Migrate the database and apply the bundled sample cluster; returns the objects loaded."""
-    from app.graph.database import make_engine
-    from app.graph.derivation import derive, owner_kind
-    from app.graph.migrations import upgrade
-    from app.graph.store import GraphStore
 
     upgrade(url)
     doc = json.loads((resources.files("app") / "samples" / SAMPLE_CLUSTER).read_text())
@@ -266,7 +173,7 @@ def curl_command(url: str, review: dict[str, Any]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = settings_from_args(args)
     count = load_sample_cluster(settings.database_url)
     url = f"http://{settings.host}:{settings.port}/authorize"
     print(f"Loaded {count} objects of the sample cluster (3 nodes). Once the server is up, try:\n")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from app.k8s import pod_references as pod_refs
+from app.k8s import pod_references
+from app.k8s.json_fields import FieldError, get_map, get_str
 from app.k8s.kinds import (
     CLUSTER_SCOPED,
     MAX_NAME_LENGTH,
@@ -32,7 +33,6 @@ from app.k8s.kinds import (
     VOLUMEATTACHMENT,
     VertexKey,
 )
-from app.k8s.pod_references import FieldError, get_map, get_str
 from app.k8s.pv_secrets import pv_secret_refs
 
 __all__ = ["DerivedObject", "Edge", "InvalidObject", "derive", "owner_kind", "pod_is_mirror"]
@@ -106,7 +106,7 @@ def pod_is_mirror(pod: Mapping[str, Any]) -> bool:
     Raises InvalidObject if ``metadata`` or ``metadata.annotations`` is not an object.
     """
     try:
-        return pod_refs.is_mirror(pod)
+        return pod_references.is_mirror(pod)
     except FieldError as e:
         raise InvalidObject(str(e)) from None
 
@@ -149,17 +149,17 @@ def _metadata(obj: Mapping[str, Any], kind: str) -> tuple[str, str, str, str]:
     """``(namespace, name, uid, resourceVersion)``, validated."""
     meta = get_map(obj, "metadata", "")
     if meta is None:
-        raise FieldError("metadata: required")
+        raise InvalidObject("metadata: required")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
-        raise FieldError("metadata.name: expected a non-empty string")
+        raise InvalidObject("metadata.name: expected a non-empty string")
     if len(name) > MAX_NAME_LENGTH:
-        raise FieldError(f"metadata.name: longer than {MAX_NAME_LENGTH} characters")
+        raise InvalidObject(f"metadata.name: longer than {MAX_NAME_LENGTH} characters")
     namespace = ""
     if kind not in CLUSTER_SCOPED:
         namespace = get_str(meta, "namespace", "metadata")
         if not namespace:
-            raise FieldError(f"metadata.namespace: required for {kind}")
+            raise InvalidObject(f"metadata.namespace: required for {kind}")
     uid = get_str(meta, "uid", "metadata")
     resource_version = get_str(meta, "resourceVersion", "metadata")
     return namespace, name, uid, resource_version
@@ -182,10 +182,10 @@ def _derive_pod(obj: Mapping[str, Any], namespace: str, name: str) -> tuple[str,
     edges = [Edge(pod, VertexKey(NODE, "", node), node)]
     # A mirror pod is created by the node itself, so it must grant nothing
     # beyond itself (upstream's "defense in depth").
-    if pod_refs.is_mirror(obj):
+    if pod_references.is_mirror(obj):
         return node, edges
     status = get_map(obj, "status", "") or {}
-    for ref_kind, ref_name in pod_refs.pod_references(name, spec, status):
+    for ref_kind, ref_name in pod_references.pod_references(name, spec, status):
         edges.append(Edge(VertexKey(ref_kind, namespace, ref_name), pod, node))
     return node, edges
 

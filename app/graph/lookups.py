@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
-from app.admission.restriction import PodRecord
+from app.admission.lookups import PodRecord
 from app.graph.schema import objects
 from app.k8s.kinds import NODE, POD
 

@@ -1,4 +1,8 @@
-"""Running alembic from the code: ``nodeauthz migrate`` and the readiness check's schema test."""
+"""The schema's revisions: running alembic from the code, and the one check that a database is current.
+
+Every command that touches the graph and every readiness probe asks
+``schema_problem``; ``SchemaNotCurrent`` carries its answer with what to do.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from app.graph.database import resolve_url
 
 MIGRATIONS_ENV = "NODEAUTHZ_MIGRATIONS"
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the revision this code needs; the message says what to do."""
 
 
 def migrations_dir() -> Path:
@@ -49,17 +57,22 @@ def head_revision() -> str:
     return heads[0]
 
 
-def current_revision_at(url: str | None = None) -> str | None:
-    """The database's revision, read through a read engine (never queues behind the writer on SQLite)."""
-    from app.graph.database import make_read_engine
-
-    engine = make_read_engine(url, pool_size=1)
-    try:
-        return current_revision(engine)
-    finally:
-        engine.dispose()
+def current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
 
 
-def current_revision(engine: Engine) -> str | None:
+def schema_problem(conn: Connection) -> str | None:
+    """None when the schema is the code's revision; else what is wrong and what to do."""
+    current, needed = current_revision(conn), head_revision()
+    if current == needed:
+        return None
+    found = f"at revision {current}" if current else "not migrated (no alembic revision)"
+    return f"database schema is {found}; this version needs {needed}: run `nodeauthz migrate`"
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Raise SchemaNotCurrent unless the schema is the code's revision (use a read engine)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        problem = schema_problem(conn)
+    if problem is not None:
+        raise SchemaNotCurrent(problem)

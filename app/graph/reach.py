@@ -1,4 +1,4 @@
-"""Reading the graph: "may node N reach object (kind, namespace, name)?" and why.
+"""The check: "may node N reach object (kind, namespace, name)?", as one SQL statement.
 
 The check is one statement. Every edge into a pod or node carries that node
 (``node_id``), so "does a pod on node N use X?" is one index probe on
@@ -17,12 +17,10 @@ each driver's placeholder style (raw sqlite3, asyncpg) for the request path.
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import Connection, text
-
-from app.k8s.kinds import NODE, VertexKey
 
 # Longest plain-edge chain upstream builds is secret -> pv -> pvc (2 hops); allow slack.
 MAX_DEPTH = 8
@@ -88,6 +86,19 @@ class Reach:
         return self.found
 
 
+class Reader(Protocol):
+    """The request path's read of the graph: one ``REACH_SQL`` per check, on a raw driver.
+
+    One implementation per database (``app.graph.dialects``), chosen by measurement.
+    """
+
+    async def reach(self, node: str, kind: str, namespace: str, name: str) -> Reach: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 def render(sql: str, style: str) -> tuple[str, tuple[str, ...]]:
     """``:name`` placeholders -> ``?`` (qmark), ``%s`` (format, psycopg) or ``$1`` (numeric, asyncpg).
 
@@ -115,77 +126,3 @@ def has_path(conn: Connection, node: str, kind: str, namespace: str, name: str) 
     """The check over a SQLAlchemy connection (CLI, tests; the webhook uses raw drivers)."""
     code = conn.execute(text(REACH_SQL), reach_params(node, kind, namespace, name)).scalar()
     return Reach.from_code(code)
-
-
-# -- explain: the paths themselves, for people --------------------------------------------------
-
-_VERTEX_SQL = text("SELECT id FROM vertices WHERE kind = :kind AND namespace = :namespace AND name = :name")
-_STEP_SQL = text(
-    """
-    SELECT e.to_id, v.kind, v.namespace, v.name FROM edges e JOIN vertices v ON v.id = e.to_id
-     WHERE e.from_id = :id AND (e.node_id IS NULL OR e.node_id = :node_id)
-     ORDER BY v.kind, v.namespace, v.name
-    """
-)
-
-
-def find_paths(
-    conn: Connection, node: str, start: VertexKey, *, limit: int = 20
-) -> tuple[list[list[VertexKey]], bool]:
-    """Paths start -> ... -> node (breadth first, shortest first); second value: more than ``limit``."""
-    start_id = conn.execute(_VERTEX_SQL, start._asdict()).scalar()
-    node_id = conn.execute(_VERTEX_SQL, {"kind": NODE, "namespace": "", "name": node}).scalar()
-    if start_id is None or node_id is None:
-        return [], False
-    paths: list[list[VertexKey]] = []
-    queue: deque[tuple[int, list[VertexKey]]] = deque([(start_id, [start])])
-    while queue:
-        vid, path = queue.popleft()
-        if len(path) > MAX_DEPTH + 2:
-            continue
-        for to_id, kind, ns, name in conn.execute(_STEP_SQL, {"id": vid, "node_id": node_id}):
-            step = VertexKey(kind, ns, name)
-            if step in path:
-                continue  # a cycle: never in a graph upstream would build, but never loop on one
-            if to_id == node_id:
-                paths.append([*path, step])
-                if len(paths) > limit:
-                    return paths[:limit], True
-            else:
-                queue.append((to_id, [*path, step]))
-    return paths, False
-
-
-# -- stats: what the graph holds ------------------------------------------------------------------
-
-_STATS_SQL = {
-    "vertices": text("SELECT kind, COUNT(*) FROM vertices GROUP BY kind ORDER BY kind"),
-    "objects": text("SELECT kind, COUNT(*) FROM objects GROUP BY kind ORDER BY kind"),
-    "edges": text(
-        """
-        SELECT f.kind || ' -> ' || t.kind, COUNT(*) FROM edges e
-          JOIN vertices f ON f.id = e.from_id JOIN vertices t ON t.id = e.to_id
-         GROUP BY f.kind, t.kind ORDER BY f.kind, t.kind
-        """
-    ),
-}
-_SYNC_SQL = text(
-    "SELECT resource, resource_version, writer, epoch, synced_at FROM sync_state ORDER BY resource"
-)
-
-
-def graph_stats(conn: Connection) -> dict[str, object]:
-    """Counts of vertices, objects and edges by kind, and each resource's sync position."""
-    out: dict[str, object] = {
-        section: {str(k): int(n) for k, n in conn.execute(sql)} for section, sql in _STATS_SQL.items()
-    }
-    out["sync"] = {
-        r.resource: {
-            "resourceVersion": r.resource_version,
-            "writer": r.writer,
-            "epoch": int(r.epoch),
-            "syncedAt": r.synced_at.isoformat() if hasattr(r.synced_at, "isoformat") else str(r.synced_at),
-        }
-        for r in conn.execute(_SYNC_SQL)
-    }
-    return out

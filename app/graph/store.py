@@ -11,8 +11,7 @@ SQLite) and call ``_locked`` helpers that assume one is open.
   records its new resourceVersion: status churn costs one UPDATE.
 - ``mark`` records the resource's resourceVersion in the same transaction as
   the writes it covers; ``fence`` refuses to commit for a writer whose lease
-  epoch is stale (the UPDATE also row-locks the lease on PostgreSQL, so a
-  takeover waits for this transaction to finish).
+  epoch is stale (``app.graph.fence``).
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, delete, exists, select
 
-from app.graph.bulk_writes import BulkWrites
 from app.graph.derivation import DerivedObject
-from app.graph.schema import edges, objects, sync_state, vertices, writer_lease
+from app.graph.dialects import for_engine
+from app.graph.fence import Fence, check_fence_locked
+from app.graph.schema import edges, objects, sync_state, vertices
 from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
 
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
@@ -40,17 +39,6 @@ APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
 class _ObjectRow:
     id: int
     fingerprint: str
-
-
-class LeaseLost(RuntimeError):
-    """This writer's lease epoch is no longer current: another replica is the writer."""
-
-
-@dataclass(frozen=True)
-class Fence:
-    lease: str
-    holder: str
-    epoch: int
 
 
 @dataclass(frozen=True)
@@ -79,8 +67,7 @@ class GraphStore:
     def __init__(self, engine: Engine, *, writer: str = "nodeauthz") -> None:
         self.engine = engine
         self.writer = writer
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._bulk = BulkWrites.for_dialect(engine.dialect.name)
+        self._dialect = for_engine(engine)
         # Vertex ids known to be committed; cleared on any failed transaction.
         self._vertex_ids: dict[VertexKey, int] = {}
 
@@ -141,21 +128,6 @@ class GraphStore:
     def _transaction(self, fence: Fence | None) -> _Transaction:
         return _Transaction(self, fence)
 
-    def _check_fence_locked(self, conn: Connection, fence: Fence) -> None:
-        stmt = (
-            update(writer_lease)
-            .where(
-                writer_lease.c.name == fence.lease,
-                writer_lease.c.holder == fence.holder,
-                writer_lease.c.epoch == fence.epoch,
-            )
-            .values(holder=writer_lease.c.holder)
-        )
-        if conn.execute(stmt).rowcount != 1:
-            raise LeaseLost(
-                f"lease {fence.lease!r} epoch {fence.epoch} is no longer held by {fence.holder!r}"
-            )
-
     def _mark_locked(self, conn: Connection, mark: SyncMark, fence: Fence | None) -> None:
         values = {
             "resource": mark.resource,
@@ -164,7 +136,7 @@ class GraphStore:
             "epoch": fence.epoch if fence else 0,
             "synced_at": datetime.now(UTC),
         }
-        stmt = self._insert(sync_state).values(**values)
+        stmt = self._dialect.insert(sync_state).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[sync_state.c.resource],
             set_={k: v for k, v in values.items() if k != "resource"},
@@ -176,7 +148,7 @@ class GraphStore:
     def _existing_locked(self, conn: Connection, keys: Sequence[VertexKey]) -> dict[VertexKey, Any]:
         found: dict[VertexKey, Any] = {}
         columns = "t.id, t.kind, t.namespace, t.name, t.fingerprint"
-        for row in self._bulk.select_by_keys(conn, "objects", columns, keys):
+        for row in self._dialect.select_by_keys(conn, "objects", columns, keys):
             found[VertexKey(row[1], row[2], row[3])] = _ObjectRow(row[0], row[4])
         return found
 
@@ -194,12 +166,12 @@ class GraphStore:
             else:
                 replaced.append(obj)
         if unchanged:
-            self._bulk.update_versions(conn, unchanged)
+            self._dialect.update_versions(conn, unchanged)
         owner_ids: dict[VertexKey, int] = {}
         if replaced:
             ids = [existing[o.key].id for o in replaced]
             candidates = self._remove_locked(conn, ids, drop_objects=False, collect_only=True)
-            self._bulk.update_objects(
+            self._dialect.update_objects(
                 conn,
                 [
                     (existing[o.key].id, o.uid, o.resource_version, o.node_name, o.fingerprint)
@@ -212,7 +184,7 @@ class GraphStore:
         if fresh:
             # Insert, then one keyed read-back of the ids: RETURNING in parameter order would force
             # SQLite into one statement per row.
-            self._bulk.insert_objects(
+            self._dialect.insert_objects(
                 conn,
                 [
                     (o.kind, o.namespace, o.name, o.uid, o.resource_version, o.node_name, o.fingerprint)
@@ -252,7 +224,7 @@ class GraphStore:
                     if node_id is None:
                         node_id = node_ids[e.node] = ids[VertexKey(NODE, "", e.node)]
                 rows[(owner, ids[e.source], ids[e.target])] = node_id
-        self._bulk.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
+        self._dialect.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
 
     def _vertex_ids_locked(self, conn: Connection, keys: set[VertexKey]) -> dict[VertexKey, int]:
         cache = self._vertex_ids
@@ -260,11 +232,11 @@ class GraphStore:
         missing = [k for k in keys if k not in result]
         if not missing:
             return result
-        result.update(self._bulk.insert_vertices(conn, missing))
+        result.update(self._dialect.insert_vertices(conn, missing))
         unknown = [k for k in missing if k not in result]
         if unknown:
             columns = "t.id, t.kind, t.namespace, t.name"
-            for row in self._bulk.select_by_keys(conn, "vertices", columns, unknown):
+            for row in self._dialect.select_by_keys(conn, "vertices", columns, unknown):
                 result[VertexKey(row[1], row[2], row[3])] = row[0]
         # Only shared vertices are worth remembering (nodes, namespace-wide configmaps, service
         # accounts); a pod's own secret is looked up once. Safe: a rolled-back transaction clears it.
@@ -318,7 +290,7 @@ class _Transaction:
         self.conn.begin()
         if self.fence is not None:
             try:
-                self.store._check_fence_locked(self.conn, self.fence)
+                check_fence_locked(self.conn, self.fence)
             except BaseException:
                 # __exit__ does not run when __enter__ raises: give the lock back now.
                 self.conn.rollback()

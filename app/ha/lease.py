@@ -28,27 +28,22 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, DateTime, Engine, Interval, and_, case, func, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, and_, case, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.graph.dialects import for_engine, for_name
+from app.graph.dialects.base import Clock
+from app.graph.fence import Fence
 from app.graph.schema import writer_lease
-from app.graph.store import Fence
 
-__all__ = ["DEFAULT_LEASE", "Clock", "LeaderLoop", "LeaseInfo", "LeaseManager", "read_lease", "unique_holder"]
+__all__ = ["DEFAULT_LEASE", "Clock", "LeaseInfo", "LeaseManager", "read_lease", "unique_holder"]
 
 DEFAULT_LEASE = "graph-writer"
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]  # POSIX seconds, like time.time
 
 
 def unique_holder(prefix: str | None = None) -> str:
@@ -86,14 +81,8 @@ def _utc(value: datetime) -> datetime:
 def _clock_exprs(
     conn: Connection, clock: Clock | None, duration: float = 0.0
 ) -> tuple[ColumnElement[datetime], ColumnElement[datetime]]:
-    """(now, now + duration) as SQL: the database's clock on PostgreSQL unless a clock is injected."""
-    if clock is None and conn.dialect.name == "postgresql":
-        now_sql = func.statement_timestamp(type_=DateTime(timezone=True))
-        return now_sql, now_sql + literal(timedelta(seconds=duration), Interval())
-    # One host's clock (or the injected one); SQLite has no arithmetic on stored datetimes, so add here.
-    now = datetime.fromtimestamp(clock() if clock is not None else time.time(), UTC)
-    stamp = DateTime(timezone=True)
-    return literal(now, stamp), literal(now + timedelta(seconds=duration), stamp)
+    """(now, now + duration) as SQL, by the clock that judges the lease (see the module docstring)."""
+    return for_name(conn.dialect.name).clock_now(clock, duration)
 
 
 def read_lease(
@@ -137,14 +126,12 @@ class LeaseManager:
     ) -> None:
         if duration <= 0:
             raise ValueError("lease duration must be positive")
-        if engine.dialect.name not in ("postgresql", "sqlite"):
-            raise ValueError(f"unsupported database {engine.dialect.name!r}")
         self.engine = engine
         self.name = name
         self.holder = holder
         self.duration = duration
         self.clock = clock
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._dialect = for_engine(engine)
 
     def _fence(self, epoch: int) -> Fence:
         return Fence(lease=self.name, holder=self.holder, epoch=epoch)
@@ -171,7 +158,7 @@ class LeaseManager:
             if taken is not None:
                 return self._fence(taken.epoch)
             created = conn.execute(
-                self._insert(writer_lease)
+                self._dialect.insert(writer_lease)
                 .values(
                     name=self.name, holder=self.holder, epoch=1,
                     acquired_at=now, renewed_at=now, expires_at=expires,
@@ -209,112 +196,3 @@ class LeaseManager:
     def _matches(self, fence: Fence) -> tuple[ColumnElement[bool], ...]:
         t = writer_lease.c
         return (t.name == fence.lease, t.holder == fence.holder, t.epoch == fence.epoch)
-
-
-class LeaderLoop:
-    """A thread that keeps trying to become the writer and keeps the lease while it is.
-
-    Every ``duration / 3`` it tries to acquire (when not leader) or renews (when
-    leader). ``on_elected(fence)`` runs when it wins; ``on_deposed()`` when a
-    renewal is refused, when renewals have failed with errors for a whole lease
-    duration (the lease has surely expired by then), and on stop. On stop it
-    calls ``on_deposed`` first, so writing has stopped, then releases the lease.
-    Callbacks run on the loop's thread and should return quickly.
-    """
-
-    def __init__(
-        self,
-        manager: LeaseManager,
-        *,
-        on_elected: Callable[[Fence], Any],
-        on_deposed: Callable[[], Any],
-        interval: float | None = None,
-        stop_event: threading.Event | None = None,
-    ) -> None:
-        self.manager = manager
-        self.on_elected = on_elected
-        self.on_deposed = on_deposed
-        self.interval = interval if interval is not None else manager.duration / 3
-        self.stop_event = stop_event or threading.Event()
-        self._fence: Fence | None = None
-        self._last_renewed = 0.0
-        self._thread: threading.Thread | None = None
-
-    @property
-    def fence(self) -> Fence | None:
-        """The fence while this replica is the writer, else None."""
-        return self._fence
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("leader loop already started")
-        self._thread = threading.Thread(target=self.run, name=f"leader-{self.manager.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        """Signal the loop to stop and wait for it to release the lease."""
-        self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def run(self) -> None:
-        """The loop body; ``start`` runs it on a daemon thread."""
-        try:
-            while not self.stop_event.is_set():
-                self.tick()
-                self.stop_event.wait(self.interval)
-        finally:
-            fence = self._fence
-            if fence is not None:
-                self._depose()
-                try:
-                    self.manager.release(fence)
-                except Exception:  # noqa: BLE001 - shutting down; the lease will expire on its own
-                    log.exception("releasing lease %r failed", self.manager.name)
-
-    def tick(self) -> None:
-        """One step: acquire when not leader, renew when leader."""
-        fence = self._fence
-        if fence is None:
-            try:
-                fence = self.manager.try_acquire()
-            except Exception:  # noqa: BLE001 - database trouble: try again next tick
-                log.exception("acquiring lease %r failed", self.manager.name)
-                return
-            if fence is None:
-                return
-            self._fence = fence
-            self._last_renewed = time.monotonic()
-            log.info("elected writer: lease %r epoch %d", fence.lease, fence.epoch)
-            try:
-                self.on_elected(fence)
-            except Exception:  # noqa: BLE001 - a writer that cannot start must not keep the lease
-                log.exception("on_elected failed; giving up the lease")
-                self._fence = None
-                self._release_quietly(fence)
-            return
-        try:
-            renewed = self.manager.renew(fence)
-        except Exception:  # noqa: BLE001 - keep leading until the lease must have expired
-            log.exception("renewing lease %r failed", self.manager.name)
-            if time.monotonic() - self._last_renewed < self.manager.duration:
-                return
-            renewed = False
-        if renewed:
-            self._last_renewed = time.monotonic()
-            return
-        log.warning("deposed: lease %r epoch %d is no longer ours", fence.lease, fence.epoch)
-        self._depose()
-
-    def _depose(self) -> None:
-        self._fence = None
-        try:
-            self.on_deposed()
-        except Exception:  # noqa: BLE001 - the loop must keep running
-            log.exception("on_deposed failed")
-
-    def _release_quietly(self, fence: Fence) -> None:
-        try:
-            self.manager.release(fence)
-        except Exception:  # noqa: BLE001
-            log.exception("releasing lease %r failed", self.manager.name)

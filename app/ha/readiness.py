@@ -11,6 +11,9 @@ once). The rows must be the current writer's (same holder and epoch) or, for
 ``max_writer_silence`` after a new writer was elected, its predecessor's: the
 graph it left stands while the new writer re-lists.
 
+A replica that syncs nothing itself and requires no resources (``nodeauthz
+serve``) is ready once the database answers and the schema is current.
+
 Cheap enough for kubelet probes: three primary-key lookups plus the alembic
 version read. It never raises: an error becomes a not-ready report.
 Pass a read engine (``make_read_engine``): on SQLite the write engine's
@@ -19,22 +22,24 @@ Pass a read engine (``make_read_engine``): on SQLite the write engine's
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, select, text
-from starlette.concurrency import run_in_threadpool
 
-from app.graph.migrations import head_revision
+from app.graph.dialects import for_engine
+from app.graph.migrations import schema_problem
 from app.graph.schema import sync_state
 from app.ha.lease import DEFAULT_LEASE, Clock, LeaseInfo, read_lease
 
-__all__ = ["OK", "ReadinessReport", "check_readiness", "check_readiness_async"]
+__all__ = ["CORE_RESOURCES", "OK", "ReadinessReport", "check_readiness", "check_readiness_async", "required_resources"]
 
 OK = "ok"
-PG_STATEMENT_TIMEOUT_MS = 2000  # a probe that hangs is worse than one that says "not ready"
+# Resources every cluster serves; optional ones (resourceslices, podcertificaterequests) do not gate readiness.
+CORE_RESOURCES = ("pods", "nodes", "persistentvolumes", "volumeattachments")
+STATEMENT_TIMEOUT_MS = 2000  # a probe that hangs is worse than one that says "not ready"
 
 
 @dataclass(frozen=True)
@@ -68,17 +73,17 @@ def check_readiness(
     step = "database"  # the check an exception is reported under
     try:
         with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                timeout = {"ms": str(PG_STATEMENT_TIMEOUT_MS)}
-                conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"), timeout)
+            for_engine(engine).limit_statement_time(conn, STATEMENT_TIMEOUT_MS)
             conn.execute(text("SELECT 1"))
             checks["database"] = OK
             step = "schema"
-            checks["schema"] = _schema_problem(conn) or OK
+            checks["schema"] = schema_problem(conn) or OK
             if checks["schema"] != OK:
                 return _report(checks)  # the tables below may not exist in this shape
             if self_synced:
                 checks["graph"] = OK
+                return _report(checks)
+            if not required_resources:
                 return _report(checks)
             step = "writer_lease"
             lease = read_lease(conn, lease_name, clock=clock)
@@ -90,17 +95,6 @@ def check_readiness(
     except Exception as exc:  # noqa: BLE001 - a probe reports, it does not crash
         checks[step] = ("unreachable: " if step == "database" else "error: ") + _error(exc)
     return _report(checks)
-
-
-def _schema_problem(conn: Connection) -> str | None:
-    needed = head_revision()
-    # The same read as app.migrate.current_revision, on this connection.
-    current = MigrationContext.configure(conn).get_current_revision()
-    if current is None:
-        return f"not migrated (no alembic revision); code needs {needed}"
-    if current != needed:
-        return f"at revision {current}; code needs {needed}"
-    return None
 
 
 def _sync_problem(
@@ -151,7 +145,7 @@ async def check_readiness_async(
     clock: Clock | None = None,
 ) -> ReadinessReport:
     """``check_readiness`` on a worker thread, for async handlers."""
-    return await run_in_threadpool(
+    return await asyncio.to_thread(
         partial(
             check_readiness,
             engine,
@@ -162,3 +156,9 @@ async def check_readiness_async(
             clock=clock,
         )
     )
+
+
+def required_resources(requested: Sequence[str]) -> tuple[str, ...]:
+    """What readiness waits for: the core resources among those this replica syncs."""
+    wanted = set(requested) if requested else set(CORE_RESOURCES)
+    return tuple(r for r in CORE_RESOURCES if r in wanted)

@@ -2,12 +2,10 @@
 
 Follows upstream's ``VisitPodSecretNames``/``VisitPodConfigmapNames``
 (``pkg/api/v1/pod/util.go``) and the PVC / resource-claim loops of ``AddPod``
-(``graph.go``). Also holds the small typed accessors the PV code shares.
+(``graph.go``).
 
-JSON ``null`` counts as absent everywhere, as it does for Go's decoder (a null
-pointer field is nil, a null string is ""). A field present with the wrong JSON
-type raises ``FieldError`` naming its path; ``app.graph.derivation`` turns that into
-``InvalidObject``. Only fields the code walks are checked.
+Fields are read with ``app.k8s.json_fields``: a walked field of the wrong JSON
+type raises ``FieldError`` naming its path. Only fields the code walks are checked.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from app.k8s.json_fields import get_map, get_str, iter_objects, join
 from app.k8s.kinds import CONFIGMAP, PVC, RESOURCECLAIM, SECRET, SERVICEACCOUNT
 
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
@@ -37,49 +36,6 @@ _SECRET_VOLUME_SOURCES: tuple[tuple[str, str], ...] = (
 )
 
 _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
-
-
-class FieldError(ValueError):
-    """A walked field has the wrong JSON type; the message starts with the field's path."""
-
-
-def join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def get_map(obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
-    """``obj[key]`` as an object, None when absent or null."""
-    value = obj.get(key)
-    # type() first: JSON gives dicts, and the ABC isinstance check is the slow path.
-    if value is None or type(value) is dict or isinstance(value, Mapping):
-        return value
-    raise FieldError(f"{join(path, key)}: expected object")
-
-
-def get_str(obj: Mapping[str, Any], key: str, path: str) -> str:
-    """``obj[key]`` as a string, "" when absent or null."""
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if type(value) is str or isinstance(value, str):
-        return value
-    raise FieldError(f"{join(path, key)}: expected string")
-
-
-def iter_objects(obj: Mapping[str, Any], key: str, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Yield ``(item path, item)`` for a list of objects; null items are empty objects (as in Go)."""
-    value = obj.get(key)
-    if value is None:
-        return
-    if not isinstance(value, list):
-        raise FieldError(f"{join(path, key)}: expected list")
-    base = join(path, key)
-    for i, item in enumerate(value):
-        if item is None:
-            continue
-        if type(item) is not dict and not isinstance(item, Mapping):
-            raise FieldError(f"{base}[{i}]: expected object")
-        yield f"{base}[{i}]", item
 
 
 def _ref_name(obj: Mapping[str, Any], key: str, path: str) -> Iterator[str]:

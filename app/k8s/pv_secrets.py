@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from app.k8s.pod_references import get_map, get_str, join
+from app.k8s.json_fields import get_map, get_str, join
 
 # ``secretRef`` sources in upstream's switch order (azureFile comes before them,
 # csi after). True: a ref without a namespace falls back to the claimRef

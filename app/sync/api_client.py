@@ -21,20 +21,10 @@ from typing import Any
 import orjson
 from kubernetes import client, config
 
-from app.k8s.kinds import NODE, POD, PODCERTIFICATEREQUEST, PV, RESOURCESLICE, VOLUMEATTACHMENT
+from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
 
 log = logging.getLogger(__name__)
 
-# resource name -> (API group, versions in order of preference, owner kind)
-CANDIDATES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "pods": ("", ("v1",), POD),
-    "nodes": ("", ("v1",), NODE),
-    "persistentvolumes": ("", ("v1",), PV),
-    "volumeattachments": ("storage.k8s.io", ("v1",), VOLUMEATTACHMENT),
-    "resourceslices": ("resource.k8s.io", ("v1", "v1beta2", "v1beta1"), RESOURCESLICE),
-    "podcertificaterequests": ("certificates.k8s.io", ("v1beta1", "v1alpha1"), PODCERTIFICATEREQUEST),
-}
-RESOURCE_NAMES: tuple[str, ...] = tuple(CANDIDATES)
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.graph.derivation import DerivedObject, InvalidObject, derive
-from app.graph.store import Fence, GraphStore, LeaseLost, SyncMark
+from app.graph.fence import Fence, LeaseLost
+from app.graph.store import GraphStore, SyncMark
 from app.k8s.kinds import CLUSTER_SCOPED, VertexKey
-from app.sync.api_client import CANDIDATES, RESOURCE_NAMES, KubeApi, ResourceSpec, WatchEvent
+from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
+from app.sync.api_client import KubeApi, ResourceSpec, WatchEvent
 from app.sync.informer import Informer, InformerConfig
 
 log = logging.getLogger(__name__)

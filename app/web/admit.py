@@ -1,4 +1,4 @@
-"""The admission webhook: ``POST /admit`` runs NodeRestriction over AdmissionReviews.
+"""``POST /admit``: NodeRestriction over AdmissionReviews.
 
 Lookups (a pod's node and uid, a node's uid) are one indexed read each against
 ``objects``, done in a worker thread. Bad input is a 400; a failed lookup
@@ -8,16 +8,15 @@ says why: fail closed, never an allow the rules did not reach.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import orjson
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.admission.restriction import Verdict, admit, describe_request
+from app.admission.restriction import admit, describe_request
 from app.admission.review import (
     MAX_ADMISSION_REVIEW_BYTES,
     AdmissionError,
@@ -25,19 +24,18 @@ from app.admission.review import (
     parse_admission_review,
     render_admission_response,
 )
-from app.authz.subject_access_review import ReviewError
+from app.admission.verdict import Verdict
 from app.graph.lookups import StoreLookups
+from app.web.bodies import BodyRefused, json_response, read_capped
 
 LOG = logging.getLogger("nodeauthz.admission")
-
-ReadBody = Callable[[Request, int], Awaitable[bytes]]
 
 
 def admission_failed(exc: BaseException) -> Verdict:
     return Verdict(False, f"nodeauthz: admission check failed: {type(exc).__name__}", code=500)
 
 
-def make_admit_endpoint(engine: Engine, read_body: ReadBody) -> Callable[[Request], Awaitable[Response]]:
+def make_admit_endpoint(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
     lookups = StoreLookups(engine)
 
     def decide(request: AdmissionRequest) -> Verdict:
@@ -51,14 +49,12 @@ def make_admit_endpoint(engine: Engine, read_body: ReadBody) -> Callable[[Reques
 
     async def admit_endpoint(request: Request) -> Response:
         try:
-            review = parse_admission_review(await read_body(request, MAX_ADMISSION_REVIEW_BYTES))
-        except (AdmissionError, ReviewError) as exc:
-            return Response(orjson.dumps({"error": str(exc)}), 400, media_type="application/json")
-        verdict = await run_in_threadpool(decide, review)
+            review = parse_admission_review(await read_capped(request, MAX_ADMISSION_REVIEW_BYTES))
+        except (AdmissionError, BodyRefused) as exc:
+            return json_response({"error": str(exc)}, 400)
+        verdict = await asyncio.to_thread(decide, review)
         if not verdict.allowed:
             LOG.info("NODE ADMISSION DENY: %s: %s", describe_request(review), verdict.message)
-        return Response(
-            orjson.dumps(render_admission_response(review.uid, verdict)), media_type="application/json"
-        )
+        return json_response(render_admission_response(review.uid, verdict))
 
     return admit_endpoint

@@ -1,20 +1,27 @@
 """Serving settings: one frozen value built from flags, else environment, else defaults.
 
+Every field has one environment variable, ``NODEAUTHZ_<FIELD>`` (so
+``database_url`` is ``NODEAUTHZ_DATABASE_URL``, as for every command).
 ``nodeauthz serve`` passes its settings to uvicorn workers through the
 environment (``to_env``/``from_env``), so a worker process sees exactly what
-the command line said.
+the command line said. Both directions are derived from the fields, never
+listed by hand.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from app.graph.database import URL_ENV, resolve_url
-from app.graph.readers import DEFAULT_POOL_SIZE
+from app.graph.database import resolve_url
 
 ENV_PREFIX = "NODEAUTHZ_"
+DEFAULT_POOL_SIZE = 10  # PostgreSQL reader connections per worker
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -26,6 +33,18 @@ def parse_bool(text: str) -> bool:
     if value in _FALSE:
         return False
     raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item for item in (part.strip() for part in text.split(",")) if item)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -44,6 +63,8 @@ class Settings:
     # A plain-HTTP listener for /healthz and /readyz only: kubelet probes cannot present the client
     # certificate that --tls-client-ca requires on the main port.
     health_port: int | None = None
+    # uvicorn worker processes (``--workers``); the probe listener needs exactly one.
+    workers: int = 1
     # Resources whose sync state /readyz requires (``nodeauthz run``); empty: schema and database only.
     require_synced: tuple[str, ...] = ()
 
@@ -58,58 +79,61 @@ class Settings:
             raise ValueError(f"port {self.port} is out of range")
         if self.health_port is not None and not (0 < self.health_port < 65536 and self.health_port != self.port):
             raise ValueError(f"health port {self.health_port} must be a free port other than {self.port}")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.health_port is not None and self.workers != 1:
+            raise ValueError("--health-port needs --workers 1")
 
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert)
 
+    @staticmethod
+    def env_name(field: str) -> str:
+        return f"{ENV_PREFIX}{field.upper()}"
+
     def to_env(self) -> dict[str, str]:
         """The environment that makes ``from_env`` return these settings."""
-        env = {
-            URL_ENV: self.database_url,
-            f"{ENV_PREFIX}HOST": self.host,
-            f"{ENV_PREFIX}PORT": str(self.port),
-            f"{ENV_PREFIX}AUTHORIZE_WITH_SELECTORS": str(self.authorize_with_selectors).lower(),
-            f"{ENV_PREFIX}POOL_SIZE": str(self.pool_size),
-            f"{ENV_PREFIX}LOG_LEVEL": self.log_level,
-        }
-        if self.require_synced:
-            env[f"{ENV_PREFIX}REQUIRE_SYNCED"] = ",".join(self.require_synced)
-        if self.health_port:
-            env[f"{ENV_PREFIX}HEALTH_PORT"] = str(self.health_port)
-        for key, value in (("TLS_CERT", self.tls_cert), ("TLS_KEY", self.tls_key),
-                           ("TLS_CLIENT_CA", self.tls_client_ca)):
-            if value:
-                env[f"{ENV_PREFIX}{key}"] = value
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value != ():
+                env[self.env_name(f.name)] = _format(value)
         return env
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from ``NODEAUTHZ_*`` variables; keyword overrides that are not None win."""
+        """Settings from ``NODEAUTHZ_*`` variables; keyword overrides that are not None win.
+
+        Raises ValueError naming the variable when one cannot be parsed.
+        """
         env = os.environ if env is None else env
-
-        def get(key: str) -> str | None:
-            return env.get(f"{ENV_PREFIX}{key}") or None
-
-        values: dict[str, object] = {"database_url": resolve_url(env.get(URL_ENV) or None)}
-        if (host := get("HOST")) is not None:
-            values["host"] = host
-        if (port := get("PORT")) is not None:
-            values["port"] = int(port)
-        if (selectors := get("AUTHORIZE_WITH_SELECTORS")) is not None:
-            values["authorize_with_selectors"] = parse_bool(selectors)
-        if (pool := get("POOL_SIZE")) is not None:
-            values["pool_size"] = int(pool)
-        if (level := get("LOG_LEVEL")) is not None:
-            values["log_level"] = level
-        if (health := get("HEALTH_PORT")) is not None:
-            values["health_port"] = int(health)
-        if (synced := get("REQUIRE_SYNCED")) is not None:
-            values["require_synced"] = tuple(r for r in synced.split(",") if r)
-        for key in ("TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"):
-            if (path := get(key)) is not None:
-                values[key.lower()] = path
+        values: dict[str, object] = {}
+        for name, parse in _PARSERS.items():
+            text = env.get(cls.env_name(name)) or None
+            if text is not None:
+                try:
+                    values[name] = parse(text)
+                except ValueError as exc:
+                    raise ValueError(f"{cls.env_name(name)}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "database_url" in overrides and overrides["database_url"] is not None:
-            values["database_url"] = resolve_url(str(overrides["database_url"]))
+        values["database_url"] = resolve_url(str(values["database_url"]) if "database_url" in values else None)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _parser(annotation: Any) -> Callable[[str], object]:
+    """How to read a field of this type from its environment variable."""
+    if isinstance(annotation, types.UnionType):  # ``X | None``: parse as X
+        (annotation,) = set(typing.get_args(annotation)) - {type(None)}
+    if annotation is bool:
+        return parse_bool
+    if annotation is int:
+        return int
+    if typing.get_origin(annotation) is tuple:
+        return _parse_list
+    return str
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {
+    name: _parser(hint) for name, hint in typing.get_type_hints(Settings).items()
+}

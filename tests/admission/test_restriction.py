@@ -17,15 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.admission.restriction import (
-    AdmissionOptions,
-    AudiencePolicy,
-    PodRecord,
-    Verdict,
-    admit,
-    check_admission_bytes,
-)
+from app.admission.lookups import PodRecord
+from app.admission.options import AdmissionOptions, AudiencePolicy
+from app.admission.restriction import admit, check_admission_bytes
 from app.admission.review import AdmissionError, parse_admission_review, render_admission_response
+from app.admission.verdict import Verdict
 
 NODE = "mynode"
 NODE_UID = "mynode-uid"

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from app.admission.restriction import Verdict
 from app.admission.review import (
     MAX_ADMISSION_REVIEW_BYTES,
     AdmissionError,
@@ -17,6 +16,7 @@ from app.admission.review import (
     parse_admission_review,
     render_admission_response,
 )
+from app.admission.verdict import Verdict
 
 # A pods/status UPDATE as kube-apiserver 1.34 sends it to a v1 validating webhook.
 REVIEW: dict[str, Any] = {

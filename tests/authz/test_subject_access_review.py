@@ -225,13 +225,13 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     (
         "groups not a list",
         _with(V1_LIST_PODS, ("spec", "groups"), "system:nodes"),
-        "spec.groups must be a list",
+        "spec.groups must be an array of strings",
     ),
-    ("groups hold a number", _with(V1_LIST_PODS, ("spec", "groups"), ["system:nodes", 1]), "list of strings"),
+    ("groups hold a number", _with(V1_LIST_PODS, ("spec", "groups"), ["system:nodes", 1]), "spec.groups[1] must be a string, got number"),
     (
         "v1beta1 group not a list",
         _with(V1BETA1_GET_SECRET, ("spec", "group"), {}),
-        "spec.group must be a list",
+        "spec.group must be an array of strings",
     ),
     ("missing verb", _with(V1_LIST_PODS, (*RA, "verb"), ...), "missing spec.resourceAttributes.verb"),
     ("empty verb", _with(V1_LIST_PODS, (*RA, "verb"), ""), "missing spec.resourceAttributes.verb"),
@@ -260,7 +260,7 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     (
         "values not a list",
         _with(V1_LIST_PODS, FS_REQS, [{"key": "k", "operator": "In", "values": "node0"}]),
-        "requirements[0].values must be a list of strings",
+        "requirements[0].values must be an array of strings",
     ),
     (
         "labelSelector values hold null",

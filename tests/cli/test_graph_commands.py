@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,10 @@ def test_stats_counts_by_kind(database_url: str, cluster_file: Path) -> None:
 
 
 def test_commands_refuse_an_unmigrated_database(tmp_path: Path, cluster_file: Path) -> None:
+    missing = nodeauthz(f"sqlite:///{tmp_path / 'missing.db'}", "load", str(cluster_file))
+    assert missing.returncode == 2 and "`nodeauthz migrate` creates" in missing.stderr
+    assert not (tmp_path / "missing.db").exists()  # only migrate creates a database file
+    sqlite3.connect(tmp_path / "empty.db").close()
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     out = nodeauthz(url, "load", str(cluster_file))
     assert out.returncode == 2 and "run `nodeauthz migrate`" in out.stderr

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.cli.main import UsageError, main
+from app.cli.errors import UsageError
+from app.cli.main import main
 from app.cli.webhook_commands import parse_field_selector
 from app.graph.store import GraphStore
 from app.k8s.attributes import FieldRequirement

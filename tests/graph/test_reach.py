@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import Engine
 
 from app.graph.derivation import DerivedObject, Edge, derive
-from app.graph.reach import MAX_DEPTH, DepthBoundHit, Reach, find_paths, has_path
+from app.graph.explain import find_paths
+from app.graph.reach import MAX_DEPTH, DepthBoundHit, Reach, has_path
 from app.graph.store import GraphStore
 from app.k8s.kinds import VertexKey
 from tests.builders import pod, pv

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.graph.derivation import derive
-from app.graph.readers import PostgresReader, asyncpg_dsn
+from app.graph.dialects.postgresql import PostgresReader, asyncpg_dsn
 from app.graph.store import GraphStore
 from tests.builders import pod
 

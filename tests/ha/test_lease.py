@@ -14,9 +14,11 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from app.graph.derivation import DerivedObject, derive
+from app.graph.fence import Fence, LeaseLost
 from app.graph.schema import objects, writer_lease
-from app.graph.store import Fence, GraphStore, LeaseLost
-from app.ha.lease import LeaderLoop, LeaseManager, unique_holder
+from app.graph.store import GraphStore
+from app.ha.leader_loop import LeaderLoop
+from app.ha.lease import LeaseManager, unique_holder
 from tests.clock import FakeClock
 
 DURATION = 10.0

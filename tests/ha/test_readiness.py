@@ -11,8 +11,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.graph.database import make_read_engine
+from app.graph.fence import Fence
 from app.graph.migrations import head_revision
-from app.graph.store import Fence, GraphStore, SyncMark
+from app.graph.store import GraphStore, SyncMark
 from app.ha import readiness
 from app.ha.lease import LeaseManager
 from app.ha.readiness import ReadinessReport, check_readiness, check_readiness_async
@@ -156,7 +157,10 @@ def test_schema_behind_the_code_is_not_ready(alembic_version: Engine, reader: En
         conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": "0000"})
     report = check(reader, None, self_synced=True)
     assert not report.ready
-    assert report.checks == {"database": "ok", "schema": f"at revision 0000; code needs {head_revision()}"}
+    assert report.checks == {
+        "database": "ok",
+        "schema": f"database schema is at revision 0000; this version needs {head_revision()}: run `nodeauthz migrate`",
+    }
 
 
 def test_unmigrated_database_is_not_ready(alembic_version: Engine, reader: Engine) -> None:
@@ -164,7 +168,7 @@ def test_unmigrated_database_is_not_ready(alembic_version: Engine, reader: Engin
         conn.execute(text("DELETE FROM alembic_version"))
     report = check(reader, None, self_synced=True)
     assert not report.ready
-    assert report.checks["schema"] == f"not migrated (no alembic revision); code needs {head_revision()}"
+    assert report.checks["schema"].startswith("database schema is not migrated (no alembic revision)")
 
 
 def test_unreachable_database_is_a_report_not_an_exception(database_url: str, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from app.graph.fence import Fence, LeaseLost
 from app.graph.reach import has_path
-from app.graph.store import Fence, GraphStore, LeaseLost
+from app.graph.store import GraphStore
 from app.sync.api_client import KubeApi
 from app.sync.informer import InformerConfig
 from app.sync.worker import SyncWorker
@@ -219,7 +221,8 @@ def test_cli_refuses_a_database_not_at_head(tmp_path: Path, server: FakeApiServe
 
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     url = f"sqlite:///{tmp_path / 'empty.db'}"
-    assert main(["--database-url", url, "sync", "--kubeconfig", str(kubeconfig)]) == 1
+    sqlite3.connect(tmp_path / "empty.db").close()
+    assert main(["--database-url", url, "sync", "--kubeconfig", str(kubeconfig)]) == 2
     assert main(["--database-url", url, "sync", "--resources", "pods,secrets"]) == 2
 
 

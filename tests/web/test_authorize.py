@@ -344,7 +344,7 @@ def test_readyz_false_on_unmigrated_sqlite(tmp_path: Path) -> None:
         "ready": False,
         "checks": {"database": "ok", "schema": resp.json()["checks"]["schema"]},
     }
-    assert "no revision" in resp.json()["checks"]["schema"]
+    assert "not migrated" in resp.json()["checks"]["schema"]
 
 
 @dataclass
