@@ -280,7 +280,10 @@ def read_path(urls: list[str], checks: list[dict[str, Any]], n: int = 3000) -> N
         engine, reader = make_read_engine(url), await open_reader(url)
         ways: list[tuple[str, Any]] = [
             ("SQLAlchemy has_path (sync)", lambda c: asyncio.sleep(0, sqlalchemy(engine, c))),
-            ("app.graph.readers reader", lambda c: reader.reach(c["node"], c["kind"], c["namespace"], c["name"])),
+            (
+                "app.graph.readers reader",
+                lambda c: reader.reach(c["node"], c["kind"], c["namespace"], c["name"]),
+            ),
         ]
         if backend == "sqlite":
             raw: Any = reader  # the same statement on the same connection, handed to a thread

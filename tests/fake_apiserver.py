@@ -56,8 +56,15 @@ _CUT = object()
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -72,8 +79,9 @@ class _Watcher:
 
 
 class FakeApiServer:
-    def __init__(self, served: Mapping[str, str | None] | None = None, *,
-                 bookmark_interval: float | None = None) -> None:
+    def __init__(
+        self, served: Mapping[str, str | None] | None = None, *, bookmark_interval: float | None = None
+    ) -> None:
         """``served``: resource -> group/version it is served at, or None (not served);
         ``bookmark_interval``: send a BOOKMARK to idle bookmark-enabled watches this often."""
         self.served = {**DEFAULT_SERVED, **(served or {})}
@@ -122,12 +130,16 @@ class FakeApiServer:
     def __enter__(self) -> FakeApiServer:
         return self.start()
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def write_kubeconfig(self, path: Path) -> Path:
         doc = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
             "users": [{"name": "fake", "user": {"token": TOKEN}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
@@ -234,26 +246,54 @@ class FakeApiServer:
             groups: dict[str, list[str]] = {}
             for gv in group_versions:
                 groups.setdefault(gv.split("/")[0], []).append(gv.split("/")[1])
-            return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                 "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
-                for g, vs in groups.items()]})
+            return _json(
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [
+                        {
+                            "name": g,
+                            "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                            "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                        }
+                        for g, vs in groups.items()
+                    ],
+                }
+            )
         gv = "/".join(parts[1:3]) if parts[0] == "apis" else "/".join(parts[1:2])
         if (parts[0] == "api" and len(parts) == 2) or (parts[0] == "apis" and len(parts) == 3):
             names = [r for r, served_gv in resource_gv.items() if served_gv == gv]
             if not names and gv != "v1":
-                return _json(_status(404, "NotFound", "the server could not find the requested resource"), 404)
-            return _json({"kind": "APIResourceList", "groupVersion": gv, "resources": [
-                {"name": r, "kind": KINDS[r][0], "namespaced": KINDS[r][1], "verbs": ["list", "watch"]}
-                for r in names]})
+                return _json(
+                    _status(404, "NotFound", "the server could not find the requested resource"), 404
+                )
+            return _json(
+                {
+                    "kind": "APIResourceList",
+                    "groupVersion": gv,
+                    "resources": [
+                        {
+                            "name": r,
+                            "kind": KINDS[r][0],
+                            "namespaced": KINDS[r][1],
+                            "verbs": ["list", "watch"],
+                        }
+                        for r in names
+                    ],
+                }
+            )
         resource = parts[-1]
         if resource_gv.get(resource) != gv or len(parts) != (3 if parts[0] == "api" else 4):
             return _json(_status(404, "NotFound", "the server could not find the requested resource"), 404)
         query = request.query_params
         if query.get("watch") in ("true", "1"):
             self.requests[f"watch:{resource}"] += 1
-            return self._watch(resource, query.get("resourceVersion") or "",
-                               query.get("allowWatchBookmarks") == "true", float(query.get("timeoutSeconds", 1800)))
+            return self._watch(
+                resource,
+                query.get("resourceVersion") or "",
+                query.get("allowWatchBookmarks") == "true",
+                float(query.get("timeoutSeconds", 1800)),
+            )
         self.requests[f"list:{resource}"] += 1
         return self._list(resource, int(query.get("limit") or 0), query.get("continue") or "")
 
@@ -268,7 +308,9 @@ class FakeApiServer:
             else:
                 offset, snap_id = 0, uuid.uuid4().hex
                 items = [
-                    {k: v for k, v in o.items() if k not in ("kind", "apiVersion")}  # list items carry no kind
+                    {
+                        k: v for k, v in o.items() if k not in ("kind", "apiVersion")
+                    }  # list items carry no kind
                     for _, o in sorted(self._objects[resource].items())
                 ]
                 self._snapshots[snap_id] = items
@@ -281,15 +323,23 @@ class FakeApiServer:
                 meta["continue"] = base64.urlsafe_b64encode(f"{snap_id}:{end}".encode()).decode()
                 meta["remainingItemCount"] = len(objects) - end
         kind = KINDS[resource][0]
-        return _json({"kind": f"{kind}List", "apiVersion": self.served[resource], "metadata": meta,
-                      "items": objects[offset:end]})
+        return _json(
+            {
+                "kind": f"{kind}List",
+                "apiVersion": self.served[resource],
+                "metadata": meta,
+                "items": objects[offset:end],
+            }
+        )
 
     def _watch(self, resource: str, rv_text: str, bookmarks: bool, timeout: float) -> Response:
         watcher = _Watcher(resource, bookmarks)
         with self._lock:
             since = int(rv_text) if rv_text.isdigit() else self._rv
             if since < self._compacted:
-                backlog: list[Any] = [("ERROR", _status(410, "Expired", f"too old resource version: {since}"))]
+                backlog: list[Any] = [
+                    ("ERROR", _status(410, "Expired", f"too old resource version: {since}"))
+                ]
             else:
                 # History is in resourceVersion order: skip to the first entry after ``since``.
                 start = bisect.bisect_right(self._history, since, key=lambda entry: entry[0])
@@ -302,8 +352,10 @@ class FakeApiServer:
             return orjson.dumps({"type": type_, "object": obj}) + b"\n"
 
         def bookmark(rv: int) -> bytes:
-            return line("BOOKMARK", {"kind": kind, "apiVersion": api_version,
-                                     "metadata": {"resourceVersion": str(rv)}})
+            return line(
+                "BOOKMARK",
+                {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": str(rv)}},
+            )
 
         async def stream() -> AsyncIterator[bytes]:
             loop = asyncio.get_running_loop()
@@ -314,7 +366,11 @@ class FakeApiServer:
                 if backlog and backlog[0][0] == "ERROR":
                     return
                 while (remaining := deadline - loop.time()) > 0:
-                    wait = min(remaining, self.bookmark_interval) if bookmarks and self.bookmark_interval else remaining
+                    wait = (
+                        min(remaining, self.bookmark_interval)
+                        if bookmarks and self.bookmark_interval
+                        else remaining
+                    )
                     try:
                         item = await asyncio.wait_for(watcher.queue.get(), wait)
                     except TimeoutError:

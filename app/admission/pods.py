@@ -130,7 +130,10 @@ def _claim_statuses(pod: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     for path, entry in iter_objects(status, "resourceClaimStatuses", "status"):
         claim = entry.get("resourceClaimName")
         out.append(
-            (get_str(entry, "name", path), None if claim is None else get_str(entry, "resourceClaimName", path))
+            (
+                get_str(entry, "name", path),
+                None if claim is None else get_str(entry, "resourceClaimName", path),
+            )
         )
     return out
 

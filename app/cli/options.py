@@ -100,7 +100,16 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     """Settings from the flags this command has, then the environment, then defaults."""
     flags = {
         name: getattr(args, name, None)
-        for name in ("host", "port", "tls_cert", "tls_key", "tls_client_ca", "workers", "pool_size", "health_port")
+        for name in (
+            "host",
+            "port",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "workers",
+            "pool_size",
+            "health_port",
+        )
     }
     values: dict[str, Any] = {
         "database_url": args.database_url,

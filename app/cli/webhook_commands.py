@@ -89,8 +89,9 @@ def attributes_from_args(args: argparse.Namespace) -> RequestAttributes:
         resource_flags = (args.resource, args.api_group, args.subresource, args.namespace, args.name)
         if any(resource_flags) or args.field_selector:
             raise UsageError("--path (a non-resource request) cannot be combined with resource flags")
-        return RequestAttributes(user=args.user, groups=groups, verb=args.verb, resource_request=False,
-                                 path=args.path)
+        return RequestAttributes(
+            user=args.user, groups=groups, verb=args.verb, resource_request=False, path=args.path
+        )
     if not args.resource:
         raise UsageError("one of --resource or --path is required")
     fields = [req for text in args.field_selector for req in parse_field_selector(text)]
@@ -101,8 +102,15 @@ def attributes_from_args(args: argparse.Namespace) -> RequestAttributes:
         # The API server names the object for an exact metadata.name field selector.
         name = next((r.values[0] for r in fields if r.key == "metadata.name" and r.operator == "In"), "")
     return RequestAttributes(
-        user=args.user, groups=groups, verb=args.verb, resource_request=True, namespace=args.namespace,
-        api_group=args.api_group, resource=args.resource, subresource=args.subresource, name=name,
+        user=args.user,
+        groups=groups,
+        verb=args.verb,
+        resource_request=True,
+        namespace=args.namespace,
+        api_group=args.api_group,
+        resource=args.resource,
+        subresource=args.subresource,
+        name=name,
         field_selector=tuple(fields) if fields else None,
     )
 
@@ -159,9 +167,14 @@ def sample_review(node: str, namespace: str, name: str, resource: str = "secrets
         "metadata": {"creationTimestamp": None},
         "spec": {
             "resourceAttributes": {
-                "namespace": namespace, "verb": "get", "version": "v1", "resource": resource, "name": name,
+                "namespace": namespace,
+                "verb": "get",
+                "version": "v1",
+                "resource": resource,
+                "name": name,
             },
-            "user": f"system:node:{node}", "groups": ["system:nodes", "system:authenticated"],
+            "user": f"system:node:{node}",
+            "groups": ["system:nodes", "system:authenticated"],
         },
         "status": {"allowed": False},
     }

@@ -22,7 +22,9 @@ from app.sync.api_client import KubeApi
 from app.sync.worker import SyncWorker
 
 LOG = logging.getLogger("nodeauthz.replica")
-FRESHNESS_LOG_INTERVAL_S = float(os.environ.get("NODEAUTHZ_FRESHNESS_LOG_INTERVAL") or 60.0)  # benchmarks shorten it
+FRESHNESS_LOG_INTERVAL_S = float(
+    os.environ.get("NODEAUTHZ_FRESHNESS_LOG_INTERVAL") or 60.0
+)  # benchmarks shorten it
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,12 @@ class ElectedWriter:
             worker = self._worker
             if worker is not None and self._thread is not None:
                 fresh = worker.freshness()
-                if fresh.samples:
+                if fresh.p50 is not None and fresh.p99 is not None:
                     LOG.info(
                         "freshness: event arrival -> commit over %d events: p50 %.1f ms, p99 %.1f ms",
-                        fresh.samples, fresh.p50 * 1000, fresh.p99 * 1000,
+                        fresh.samples,
+                        fresh.p50 * 1000,
+                        fresh.p99 * 1000,
                     )
         self.loop.stop()  # deposes (stops the informers), then releases the lease
         self.api.close()
@@ -104,11 +108,10 @@ class ElectedWriter:
 def writer_main(options: WriterOptions) -> None:
     """Entry point of the writer child process."""
     logging.basicConfig(
-        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s"
+        level=options.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s",
     )
     writer = ElectedWriter(options)
     signal.signal(signal.SIGTERM, lambda *_: writer.stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     writer.run()
-
-

@@ -160,8 +160,12 @@ class LeaseManager:
             created = conn.execute(
                 self._dialect.insert(writer_lease)
                 .values(
-                    name=self.name, holder=self.holder, epoch=1,
-                    acquired_at=now, renewed_at=now, expires_at=expires,
+                    name=self.name,
+                    holder=self.holder,
+                    epoch=1,
+                    acquired_at=now,
+                    renewed_at=now,
+                    expires_at=expires,
                 )
                 .on_conflict_do_nothing(index_elements=[t.name])
                 .returning(t.epoch)

@@ -34,7 +34,14 @@ from app.graph.migrations import schema_problem
 from app.graph.schema import sync_state
 from app.ha.lease import DEFAULT_LEASE, Clock, LeaseInfo, read_lease
 
-__all__ = ["CORE_RESOURCES", "OK", "ReadinessReport", "check_readiness", "check_readiness_async", "required_resources"]
+__all__ = [
+    "CORE_RESOURCES",
+    "OK",
+    "ReadinessReport",
+    "check_readiness",
+    "check_readiness_async",
+    "required_resources",
+]
 
 OK = "ok"
 # Resources every cluster serves; optional ones (resourceslices, podcertificaterequests) do not gate readiness.

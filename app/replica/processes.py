@@ -30,7 +30,6 @@ from app.web.settings import Settings
 LOG = logging.getLogger("nodeauthz.replica")
 
 
-
 def run_replica(settings: Settings, options: WriterOptions) -> int:
     """Serve the webhook in this process and the elected writer in a child; returns the exit code."""
     ctx = multiprocessing.get_context("spawn")

@@ -135,7 +135,9 @@ class WatchStream:
         if not isinstance(obj, dict):
             obj = {}
         if kind == "ERROR":
-            return ApiError(int(obj.get("code") or 500), str(obj.get("reason", "")), str(obj.get("message", "")))
+            return ApiError(
+                int(obj.get("code") or 500), str(obj.get("reason", "")), str(obj.get("message", ""))
+            )
         return WatchEvent(str(kind), obj, _resource_version(obj), now)
 
     def get(self, timeout: float) -> WatchEvent | None:
@@ -180,17 +182,20 @@ class KubeApi:
         """--kubeconfig, else $KUBECONFIG, else the in-cluster service account, else ~/.kube/config."""
         configuration = client.Configuration()
         if kubeconfig or os.environ.get("KUBECONFIG"):
-            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+            # The kubernetes package ships no type hints: these three calls are untyped.
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
-            config.load_kube_config(context=context, client_configuration=configuration)
+            config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
         # One connection per concurrent watch plus lists and discovery.
         configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 32)
         return cls(client.ApiClient(configuration))
 
     def close(self) -> None:
-        self.api_client.close()
+        self.api_client.close()  # type: ignore[no-untyped-call]
 
     def _get(self, path: str, params: Iterable[tuple[str, Any]], *, read_timeout: float) -> Any:
         method, url, headers, _, _ = self.api_client.param_serialize(
@@ -200,8 +205,9 @@ class KubeApi:
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
         )
-        rest = self.api_client.call_api(method, url, header_params=headers,
-                                        _request_timeout=(CONNECT_TIMEOUT, read_timeout))
+        rest = self.api_client.call_api(
+            method, url, header_params=headers, _request_timeout=(CONNECT_TIMEOUT, read_timeout)
+        )
         response = rest.response  # the urllib3 response, body not read yet
         if not 200 <= response.status <= 299:
             try:

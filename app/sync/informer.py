@@ -108,7 +108,7 @@ class Informer:
 
     def _backoff(self) -> float:
         """Exponential, capped, jittered to 50-100 % of the step so replicas do not retry in lockstep."""
-        base = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (self._failures - 1))
+        base: float = min(self.config.backoff_max, self.config.backoff_initial * 2.0 ** (self._failures - 1))
         return base * random.uniform(0.5, 1.0)
 
     def _list(self, stop: threading.Event) -> None:
@@ -134,7 +134,9 @@ class Informer:
         opened = time.monotonic()
         delivered = False
         try:
-            stream = self.api.watch(self.spec, resource_version=self.resource_version, timeout_seconds=timeout)
+            stream = self.api.watch(
+                self.spec, resource_version=self.resource_version, timeout_seconds=timeout
+            )
         except ApiError as exc:
             if exc.expired:
                 raise _Relist() from exc

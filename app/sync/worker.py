@@ -103,14 +103,23 @@ class SyncWorker:
         halt = threading.Event()
         failures: list[BaseException] = []
         informers = [
-            Informer(self.api, spec, self, resource_version=self.store.resource_version(spec.name),
-                     config=self.config, fatal=(LeaseLost,))
+            Informer(
+                self.api,
+                spec,
+                self,
+                resource_version=self.store.resource_version(spec.name),
+                config=self.config,
+                fatal=(LeaseLost,),
+            )
             for spec in self.served
         ]
         for informer in informers:
             if informer.resource_version:
-                log.info("%s: resuming the watch from stored resourceVersion %s",
-                         informer.spec.name, informer.resource_version)
+                log.info(
+                    "%s: resuming the watch from stored resourceVersion %s",
+                    informer.spec.name,
+                    informer.resource_version,
+                )
 
         def run_one(informer: Informer) -> None:
             try:
@@ -119,8 +128,10 @@ class SyncWorker:
                 failures.append(exc)
                 halt.set()
 
-        threads = [threading.Thread(target=run_one, args=(i,), name=f"informer-{i.spec.name}", daemon=True)
-                   for i in informers]
+        threads = [
+            threading.Thread(target=run_one, args=(i,), name=f"informer-{i.spec.name}", daemon=True)
+            for i in informers
+        ]
         for thread in threads:
             thread.start()
         try:

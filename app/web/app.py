@@ -54,7 +54,9 @@ def create_app(
 
     async def readyz(request: Request) -> Response:
         report = await probe()
-        return json_response({"ready": report.ready, "checks": dict(report.checks)}, 200 if report.ready else 503)
+        return json_response(
+            {"ready": report.ready, "checks": dict(report.checks)}, 200 if report.ready else 503
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -68,7 +70,9 @@ def create_app(
 
     routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
     if not health_only:  # the plain-HTTP probe listener must never answer a review
-        authorize = make_authorize_endpoint(slot.get, authorize_with_selectors=settings.authorize_with_selectors)
+        authorize = make_authorize_endpoint(
+            slot.get, authorize_with_selectors=settings.authorize_with_selectors
+        )
         routes += [
             Route("/authorize", authorize, methods=["POST"]),
             Route("/admit", make_admit_endpoint(read_engine), methods=["POST"]),

@@ -77,7 +77,9 @@ class Settings:
             raise ValueError("pool size must be at least 1")
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is out of range")
-        if self.health_port is not None and not (0 < self.health_port < 65536 and self.health_port != self.port):
+        if self.health_port is not None and not (
+            0 < self.health_port < 65536 and self.health_port != self.port
+        ):
             raise ValueError(f"health port {self.health_port} must be a free port other than {self.port}")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
@@ -117,7 +119,9 @@ class Settings:
                 except ValueError as exc:
                     raise ValueError(f"{cls.env_name(name)}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        values["database_url"] = resolve_url(str(values["database_url"]) if "database_url" in values else None)
+        values["database_url"] = resolve_url(
+            str(values["database_url"]) if "database_url" in values else None
+        )
         return cls(**values)  # type: ignore[arg-type]
 
 

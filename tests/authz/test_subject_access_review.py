@@ -227,7 +227,11 @@ MALFORMED: list[tuple[str, bytes, str]] = [
         _with(V1_LIST_PODS, ("spec", "groups"), "system:nodes"),
         "spec.groups must be an array of strings",
     ),
-    ("groups hold a number", _with(V1_LIST_PODS, ("spec", "groups"), ["system:nodes", 1]), "spec.groups[1] must be a string, got number"),
+    (
+        "groups hold a number",
+        _with(V1_LIST_PODS, ("spec", "groups"), ["system:nodes", 1]),
+        "spec.groups[1] must be a string, got number",
+    ),
     (
         "v1beta1 group not a list",
         _with(V1BETA1_GET_SECRET, ("spec", "group"), {}),

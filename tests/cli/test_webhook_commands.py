@@ -299,10 +299,26 @@ def test_health_port_serves_probes_without_client_certificates(database_url: str
 
     pem, port, health = _issue(tmp_path), _free_port(), _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--database-url", database_url, "serve", "--port", str(port),
-         "--tls-cert", str(pem["server.crt"]), "--tls-key", str(pem["server.key"]),
-         "--tls-client-ca", str(pem["ca.crt"]), "--health-port", str(health)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "--database-url",
+            database_url,
+            "serve",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(pem["server.crt"]),
+            "--tls-key",
+            str(pem["server.key"]),
+            "--tls-client-ca",
+            str(pem["ca.crt"]),
+            "--health-port",
+            str(health),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     probe = f"http://127.0.0.1:{health}"
     try:

@@ -34,11 +34,14 @@ def manager(engine: Engine, holder: str, clock: Callable[[], float] | None, **kw
 
 
 def pod(name: str, node: str = "node-1") -> DerivedObject:
-    return derive({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1"},
-        "spec": {"nodeName": node},
-    })
+    return derive(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1"},
+            "spec": {"nodeName": node},
+        }
+    )
 
 
 def assert_refused(store: GraphStore, items: list[DerivedObject], fence: Fence) -> None:
@@ -268,9 +271,13 @@ def test_refused_write_returns_its_connection(engine: Engine, clock: FakeClock) 
 
 def lock_waiters(engine: Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
 
 
 def test_takeover_waits_for_the_deposed_writers_transaction(engine: Engine, clock: FakeClock) -> None:

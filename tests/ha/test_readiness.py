@@ -37,7 +37,9 @@ def reader(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-def writer_synced(engine: Engine, clock: FakeClock, holder: str, resources: tuple[str, ...] = RESOURCES) -> Fence:
+def writer_synced(
+    engine: Engine, clock: FakeClock, holder: str, resources: tuple[str, ...] = RESOURCES
+) -> Fence:
     """A writer takes the lease and records every resource's initial list."""
     fence = LeaseManager(engine, holder=holder, duration=DURATION, clock=clock).try_acquire()
     assert fence is not None
@@ -90,7 +92,9 @@ def test_a_resource_without_a_sync_row_is_named(engine: Engine, reader: Engine, 
     assert report.checks["writer_lease"] == "ok"
 
 
-def test_writer_silent_too_long_makes_readers_unready(engine: Engine, reader: Engine, clock: FakeClock) -> None:
+def test_writer_silent_too_long_makes_readers_unready(
+    engine: Engine, reader: Engine, clock: FakeClock
+) -> None:
     writer_synced(engine, clock, "a")
     clock.advance(DURATION + 42)
     report = check(reader, clock)
@@ -132,7 +136,9 @@ def test_new_writer_has_the_allowance_to_resync(engine: Engine, reader: Engine, 
     assert check(reader, clock).ready
 
 
-def test_writer_still_listing_relies_on_the_shared_state(engine: Engine, reader: Engine, clock: FakeClock) -> None:
+def test_writer_still_listing_relies_on_the_shared_state(
+    engine: Engine, reader: Engine, clock: FakeClock
+) -> None:
     report = check(reader, clock, self_synced=False)
     assert not report.ready
     assert report.checks["initial_list"] == "this writer's initial list has not completed"

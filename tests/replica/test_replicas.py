@@ -39,9 +39,25 @@ class Replica:
         self.port = free_port()
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--database-url", url, "run", "--port", str(self.port),
-             "--kubeconfig", str(kubeconfig), "--lease-duration", str(LEASE_S), "--holder", name],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "--database-url",
+                url,
+                "run",
+                "--port",
+                str(self.port),
+                "--kubeconfig",
+                str(kubeconfig),
+                "--lease-duration",
+                str(LEASE_S),
+                "--holder",
+                name,
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def get(self, path: str) -> httpx.Response:
@@ -49,10 +65,20 @@ class Replica:
 
     def allowed(self, node_name: str, secret: str, namespace: str = "shop") -> bool:
         review = {
-            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "metadata": {},
-            "spec": {"user": f"system:node:{node_name}", "groups": ["system:nodes", "system:authenticated"],
-                     "resourceAttributes": {"verb": "get", "version": "v1", "resource": "secrets",
-                                            "namespace": namespace, "name": secret}},
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "metadata": {},
+            "spec": {
+                "user": f"system:node:{node_name}",
+                "groups": ["system:nodes", "system:authenticated"],
+                "resourceAttributes": {
+                    "verb": "get",
+                    "version": "v1",
+                    "resource": "secrets",
+                    "namespace": namespace,
+                    "name": secret,
+                },
+            },
             "status": {"allowed": False},
         }
         resp = httpx.post(f"http://127.0.0.1:{self.port}/authorize", json=review, timeout=5)
@@ -101,7 +127,9 @@ def test_one_writer_reads_on_both_takeover_on_death(
     database_url: str, engine: Engine, cluster: tuple[FakeApiServer, Path], tmp_path: Path
 ) -> None:
     server, kubeconfig = cluster
-    replicas = [Replica(n, database_url, kubeconfig, tmp_path / f"{n}.log") for n in ("replica-a", "replica-b")]
+    replicas = [
+        Replica(n, database_url, kubeconfig, tmp_path / f"{n}.log") for n in ("replica-a", "replica-b")
+    ]
     try:
         for r in replicas:
             eventually(lambda r=r: r.get("/readyz").status_code == 200, f"{r.name} ready")
@@ -120,7 +148,9 @@ def test_one_writer_reads_on_both_takeover_on_death(
         writer.kill()
         server.create("pods", pod("db", "shop", "n1", secrets=("db-pass",)))
         server.delete("pods", "web", "shop")
-        eventually(lambda: survivor.allowed("n1", "db-pass"), "the survivor to take over and sync", LEASE_S * 10)
+        eventually(
+            lambda: survivor.allowed("n1", "db-pass"), "the survivor to take over and sync", LEASE_S * 10
+        )
         eventually(lambda: not survivor.allowed("n1", "web-tls"), "the deletion to converge")
         with engine.connect() as conn:
             taken = read_lease(conn)

@@ -56,8 +56,9 @@ class RecordingSink:
         if self.fail_events:
             raise self.fail_events.pop()
         with self.lock:
-            self.calls.append(("events", ([(e.type, e.object["metadata"]["name"]) for e in events],
-                                          resource_version)))
+            self.calls.append(
+                ("events", ([(e.type, e.object["metadata"]["name"]) for e in events], resource_version))
+            )
 
     def of(self, name: str) -> list[Any]:
         with self.lock:
@@ -77,8 +78,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[FakeApiServer, KubeApi]]:
         api = KubeApi.from_config(str(server.write_kubeconfig(tmp_path / "kubeconfig")))
         yield server, api
         api.close()
-
-
 
 
 def test_paged_list_then_watch_delivers_in_order(cluster: tuple[FakeApiServer, KubeApi]) -> None:
@@ -103,7 +102,9 @@ def test_paged_list_then_watch_delivers_in_order(cluster: tuple[FakeApiServer, K
 def test_cut_connection_and_timeout_resume_without_relist(cluster: tuple[FakeApiServer, KubeApi]) -> None:
     server, api = cluster
     sink = RecordingSink()
-    informer = Informer(api, PODS, sink, config=InformerConfig(watch_timeout=(2, 2), backoff_initial=0.05, poll=0.05))
+    informer = Informer(
+        api, PODS, sink, config=InformerConfig(watch_timeout=(2, 2), backoff_initial=0.05, poll=0.05)
+    )
     with running(informer):
         wait_for(lambda: server.watch_count("pods") == 1)
         server.create("pods", pod("a"))
@@ -152,7 +153,13 @@ def test_expired_continue_token_restarts_the_list(cluster: tuple[FakeApiServer, 
     sink.on_page = compact_once
     with running(Informer(api, PODS, sink, config=FAST)):
         wait_for(lambda: sink.of("list_finished"))
-    assert [c for c, _ in sink.calls[:5]] == ["list_started", "list_page", "list_started", "list_page", "list_page"]
+    assert [c for c, _ in sink.calls[:5]] == [
+        "list_started",
+        "list_page",
+        "list_started",
+        "list_page",
+        "list_page",
+    ]
     assert sink.of("list_page")[1:] == [["p0", "p1"], ["p2"]]
 
 
@@ -179,7 +186,9 @@ def test_bookmarks_advance_the_position(cluster: tuple[FakeApiServer, KubeApi]) 
     assert sink.delivered() == []
 
 
-def test_failed_commit_is_redelivered_and_fatal_errors_end_the_loop(cluster: tuple[FakeApiServer, KubeApi]) -> None:
+def test_failed_commit_is_redelivered_and_fatal_errors_end_the_loop(
+    cluster: tuple[FakeApiServer, KubeApi],
+) -> None:
     server, api = cluster
     sink = RecordingSink()
     sink.fail_events.append(RuntimeError("database went away"))
@@ -198,7 +207,9 @@ def test_unreachable_server_is_retried_and_stop_is_prompt(tmp_path: Path) -> Non
     server = FakeApiServer().start()
     api = KubeApi.from_config(str(server.write_kubeconfig(tmp_path / "kubeconfig")))
     server.stop()
-    informer = Informer(api, PODS, RecordingSink(), config=InformerConfig(backoff_initial=0.05, backoff_max=0.1))
+    informer = Informer(
+        api, PODS, RecordingSink(), config=InformerConfig(backoff_initial=0.05, backoff_max=0.1)
+    )
     with running(informer):
         wait_for(lambda: server.requests["list:pods"] == 0 and informer._failures >= 3)
     api.close()

@@ -64,8 +64,6 @@ def api(server: FakeApiServer, tmp_path: Path) -> Iterator[KubeApi]:
     client.close()
 
 
-
-
 def worker_for(store: GraphStore, api: KubeApi, **kwargs: Any) -> SyncWorker:
     return SyncWorker(store, api, config=FAST, **kwargs)
 
@@ -226,14 +224,29 @@ def test_cli_refuses_a_database_not_at_head(tmp_path: Path, server: FakeApiServe
     assert main(["--database-url", url, "sync", "--resources", "pods,secrets"]) == 2
 
 
-def test_cli_sync_runs_until_sigterm(database_url: str, engine: Engine, server: FakeApiServer, tmp_path: Path) -> None:
+def test_cli_sync_runs_until_sigterm(
+    database_url: str, engine: Engine, server: FakeApiServer, tmp_path: Path
+) -> None:
     server.create("pods", pod("a", secret="sa"))
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--database-url", database_url, "sync", "--kubeconfig", str(kubeconfig),
-         "--resources", "pods,nodes"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "--database-url",
+            database_url,
+            "sync",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--resources",
+            "pods,nodes",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for(lambda: reachable(engine, "n1", "secret", "default", "sa"), timeout=20)

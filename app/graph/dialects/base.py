@@ -35,7 +35,9 @@ OBJECT_COLUMNS = "kind, namespace, name, uid, resource_version, node_name, finge
 Clock = Callable[[], float]  # POSIX seconds, like time.time
 
 
-def host_clock_now(clock: Clock | None, duration: float) -> tuple[ColumnElement[datetime], ColumnElement[datetime]]:
+def host_clock_now(
+    clock: Clock | None, duration: float
+) -> tuple[ColumnElement[datetime], ColumnElement[datetime]]:
     """(now, now + duration) from this host's clock (or an injected one), as SQL literals."""
     now = datetime.fromtimestamp(clock() if clock is not None else time.time(), UTC)
     stamp = DateTime(timezone=True)
@@ -91,17 +93,13 @@ class DialectImpl(abc.ABC):
         """Insert the missing ones; return the ids it learned on the way (maybe none: read them back)."""
 
     @abc.abstractmethod
-    def insert_objects(self, conn: Connection, rows: Sequence[ObjectRow]) -> None:
-        ...
+    def insert_objects(self, conn: Connection, rows: Sequence[ObjectRow]) -> None: ...
 
     @abc.abstractmethod
-    def insert_edges(self, conn: Connection, rows: Sequence[EdgeRow]) -> None:
-        ...
+    def insert_edges(self, conn: Connection, rows: Sequence[EdgeRow]) -> None: ...
 
     @abc.abstractmethod
-    def update_versions(self, conn: Connection, rows: Sequence[VersionRow]) -> None:
-        ...
+    def update_versions(self, conn: Connection, rows: Sequence[VersionRow]) -> None: ...
 
     @abc.abstractmethod
-    def update_objects(self, conn: Connection, rows: Sequence[ObjectUpdateRow]) -> None:
-        ...
+    def update_objects(self, conn: Connection, rows: Sequence[ObjectUpdateRow]) -> None: ...

@@ -119,7 +119,9 @@ class SqliteImpl(DialectImpl):
             # mode=rw: a read engine never creates a database file (a mistyped or deleted path is an
             # error, not a new empty database that looks unmigrated).
             uri = Path(path).resolve().as_uri() + "?mode=rw"
-            engine = create_engine(url, creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+            engine = create_engine(
+                url, creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+            )
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
