@@ -12,12 +12,12 @@ from typing import Any
 from app.cli.errors import UsageError
 from app.cli.options import add_selectors_flag, add_serving_flags, settings_from_args
 from app.graph.database import make_engine
-from app.graph.derivation import derive, owner_kind
 from app.graph.migrations import upgrade
 from app.graph.reach import Reader
 from app.graph.readers import open_reader
 from app.graph.store import GraphStore
 from app.k8s.attributes import NODE_USER_PREFIX, NODES_GROUP, FieldRequirement, RequestAttributes
+from app.sync.files import load_file
 from app.web.authorize import decide_with_graph
 from app.web.server import run_server
 from app.web.settings import Settings
@@ -149,14 +149,14 @@ def load_sample_cluster(url: str) -> int:
     """Migrate the database and apply the bundled sample cluster; returns the objects loaded."""
 
     upgrade(url)
-    doc = json.loads((resources.files("app") / "samples" / SAMPLE_CLUSTER).read_text())
-    derived = [derive(item) for item in doc["items"] if owner_kind(item) is not None]
+    with resources.as_file(resources.files("app") / "samples" / SAMPLE_CLUSTER) as path:
+        loaded = load_file(str(path))
     engine = make_engine(url)
     try:
-        GraphStore(engine, writer="demo").apply(derived)
+        GraphStore(engine, writer="demo").apply(loaded.objects)
     finally:
         engine.dispose()
-    return len(derived)
+    return len(loaded.objects)
 
 
 def sample_review(node: str, namespace: str, name: str, resource: str = "secrets") -> dict[str, Any]:

@@ -66,7 +66,7 @@ class Edge:
 class DerivedObject:
     """A watched object reduced to what the graph needs.
 
-    ``kind`` is an owner kind from ``app.kinds.OWNER_KINDS``. ``edges`` is sorted
+    ``kind`` is an owner kind from ``app.k8s.kinds.OWNER_KINDS``. ``edges`` is sorted
     and free of duplicates, so equal inputs give equal ``fingerprint``s.
     ``node_name`` is the node the object is bound to ("" when none, e.g. an
     unbound pod, which keeps its row for lookups but owns no edges).

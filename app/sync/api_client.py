@@ -4,7 +4,7 @@ The ``kubernetes`` package supplies kubeconfig/in-cluster loading, TLS, auth
 (including token refresh) and its urllib3 pool; its model classes are bypassed
 (``_preload_content``-style raw responses parsed with orjson), because
 deserialising 100k pods into models costs seconds. Callers get plain dicts and
-keep only what ``app.edges.derive`` needs.
+keep only what ``app.graph.derivation.derive`` needs.
 """
 
 from __future__ import annotations
