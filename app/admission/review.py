@@ -171,4 +171,4 @@ def render_admission_response(uid: str, verdict: Verdict) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": KIND, "response": response}
 
 
-_REASONS = {403: "Forbidden", 404: "NotFound"}
+_REASONS = {403: "Forbidden", 404: "NotFound", 500: "InternalError"}

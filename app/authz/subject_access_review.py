@@ -38,7 +38,7 @@ class ReviewError(ValueError):
 
 
 class ReviewTooLarge(ReviewError):
-    """The body exceeds ``MAX_REVIEW_BYTES`` (a caller may answer 413 instead of 400)."""
+    """The body exceeds ``MAX_REVIEW_BYTES`` (answered as any malformed review: 400)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Writing the graph: apply and remove watched objects, each as a unit, in one transaction.
 
-Every write statement of the project lives here. The contract, visible in the
+Every write of the graph lives here (the lease row is written by ``app.ha.lease``). The contract, visible in the
 names: ``apply``/``delete`` open their own transaction (``BEGIN IMMEDIATE`` on
 SQLite) and call ``_locked`` helpers that assume one is open.
 

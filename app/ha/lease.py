@@ -20,7 +20,7 @@ never the reverse. A SQLite file can only be shared by processes on one host
 (WAL needs shared memory), so there the host clock is the shared clock.
 Either way clocks only decide *when* a takeover happens: safety comes from the
 epoch, which every fenced write re-checks in its own transaction
-(``GraphStore._check_fence_locked``).
+(``app.graph.fence.check_fence_locked``).
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def test_concurrent_sqlite_writers_wait_instead_of_failing(database_url: str, en
     from app.graph.database import make_engine
 
     if engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL writers are serialised by the writer lease (tests/test_leader_election.py)")
+        pytest.skip("PostgreSQL writers are serialised by the writer lease (tests/ha/test_lease.py)")
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:

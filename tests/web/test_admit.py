@@ -124,7 +124,7 @@ def test_store_failure_refuses_with_the_cause(client: TestClient, engine: Engine
         conn.execute(text("DROP TABLE objects"))
     out = post(client, token_request("mypod", "mypod-uid"))
     assert out["allowed"] is False
-    assert out["status"]["code"] == 500
+    assert out["status"]["code"] == 500 and out["status"]["reason"] == "InternalError"
     assert out["status"]["message"].startswith("nodeauthz: admission check failed:")
 
 
