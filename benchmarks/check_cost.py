@@ -25,9 +25,9 @@ from app.graph.derivation import derive
 from app.graph.dialects.sqlite import sqlite_path, tune_connection
 from app.graph.migrations import upgrade
 from app.graph.reach import PK_LOOKUP_SQL, REACH_SQL, reach_params, render
-from app.graph.store import GraphStore
 from benchmarks.generate import generate
 from benchmarks.shapes import PRESETS, Check, Shape, sample_checks
+from benchmarks.writer import benchmark_store
 
 Query = Callable[[str, dict[str, Any]], Any]
 
@@ -41,7 +41,7 @@ def load_shape(url: str, shape: Shape, seed: int, batch: int = 5_000) -> float:
     """Generate and apply a cluster of ``shape`` through GraphStore (the ingest path); returns seconds."""
     upgrade(url)
     engine = make_engine(url)
-    store = GraphStore(engine, writer="benchmark")
+    store = benchmark_store(engine, "check-cost")
     started = time.perf_counter()
     gc.disable()
     pending = []

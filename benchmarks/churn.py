@@ -31,10 +31,10 @@ import orjson
 
 from app.graph.database import make_engine, resolve_url
 from app.graph.derivation import DerivedObject, derive
-from app.graph.store import GraphStore
 from benchmarks.generate import generate
 from benchmarks.scale_curve import scale_shape
 from benchmarks.shapes import PRESETS, SYSTEM_NAMESPACE, Shape
+from benchmarks.writer import benchmark_store
 
 TICK_S = 0.02  # at most 50 write transactions a second; higher rates batch several pods per one
 
@@ -67,7 +67,7 @@ def variants(pods: list[dict[str, Any]]) -> Iterator[DerivedObject]:
 
 def run(url: str, pods: list[dict[str, Any]], rate: float, duration: float | None) -> dict[str, Any]:
     engine = make_engine(url)
-    store = GraphStore(engine, writer="churn")
+    store = benchmark_store(engine, "churn")
     stop = False
 
     def on_term(_sig: int, _frame: Any) -> None:

@@ -42,11 +42,11 @@ import orjson
 from app.graph.database import make_engine, resolve_url
 from app.graph.derivation import derive, owner_kind
 from app.graph.migrations import upgrade
-from app.graph.store import GraphStore
 from benchmarks.churn import churning
 from benchmarks.generate import generate
 from benchmarks.scale_curve import scale_shape
 from benchmarks.shapes import PRESETS, sample_checks
+from benchmarks.writer import benchmark_store
 
 RESOURCES = {
     "secret": "secrets",
@@ -78,7 +78,7 @@ def trivial_app() -> Any:
 def load_cluster(url: str, objects: Iterable[Mapping[str, Any]], batch: int = 2000) -> int:
     upgrade(url)
     engine = make_engine(url)
-    store, pending, count = GraphStore(engine, writer="bench"), [], 0
+    store, pending, count = benchmark_store(engine, "webhook-load"), [], 0
     try:
         for obj in objects:
             if owner_kind(obj) is not None:

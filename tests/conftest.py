@@ -23,6 +23,7 @@ from app.graph.database import make_engine
 from app.graph.migrations import upgrade
 from app.graph.schema import metadata
 from app.graph.store import GraphStore
+from tests.writers import lease_holding_store
 
 PG_ADMIN_URL = os.environ.get("NODEAUTHZ_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DATABASES = [
@@ -95,4 +96,4 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def store(engine: Engine) -> GraphStore:
-    return GraphStore(engine, writer="test")
+    return lease_holding_store(engine)

@@ -10,13 +10,15 @@ from typing import Any
 
 import orjson
 
-from app.cli.errors import UsageError
+from app.cli.errors import CommandError, UsageError
 from app.cli.options import database_url, require_schema
 from app.graph.database import make_engine, make_read_engine
 from app.graph.explain import find_paths, graph_stats
+from app.graph.fence import LeaseLost, fixed_fence
 from app.graph.migrations import head_revision, upgrade
 from app.graph.reach import has_path
 from app.graph.store import GraphStore
+from app.ha.lease import LeaseHeld, hold_lease, unique_holder
 from app.k8s.kinds import CLUSTER_SCOPED, NODE, VertexKey, resolve_kind
 from app.sync.files import LoadError, load_file
 
@@ -56,26 +58,34 @@ def cmd_load(args: argparse.Namespace) -> int:
     url = database_url(args)
     require_schema(url)
     engine = make_engine(url)
-    store = GraphStore(engine, writer="nodeauthz load")
-    failed = 0
     try:
-        for source in args.files:
-            try:
-                loaded = load_file(source)
-            except LoadError as exc:
-                print(f"nodeauthz: error: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            result = store.apply(loaded.objects)  # one transaction per file
-            kinds = Counter(o.kind for o in loaded.objects)
-            applied = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
-            skipped = ", ".join(f"{n} {k}" for k, n in sorted(loaded.skipped.items()))
-            print(
-                f"{source}: applied {applied} ({result.written} written, {result.unchanged} unchanged)"
-                + (f"; skipped {skipped}" if skipped else "")
-            )
+        with hold_lease(engine, unique_holder("nodeauthz-load")) as fence:
+            return _load_files(GraphStore(engine, fence=fixed_fence(fence)), args.files)
+    except LeaseHeld as exc:
+        raise CommandError(f"{exc}; load writes only into a database no writer is syncing") from None
+    except LeaseLost as exc:
+        raise CommandError(f"stopped: {exc} (a writer took the lease during the load)") from None
     finally:
         engine.dispose()
+
+
+def _load_files(store: GraphStore, sources: list[str]) -> int:
+    failed = 0
+    for source in sources:
+        try:
+            loaded = load_file(source)
+        except LoadError as exc:
+            print(f"nodeauthz: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        result = store.apply(loaded.objects)  # one transaction per file
+        kinds = Counter(o.kind for o in loaded.objects)
+        applied = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
+        skipped = ", ".join(f"{n} {k}" for k, n in sorted(loaded.skipped.items()))
+        print(
+            f"{source}: applied {applied} ({result.written} written, {result.unchanged} unchanged)"
+            + (f"; skipped {skipped}" if skipped else "")
+        )
     return 1 if failed else 0
 
 

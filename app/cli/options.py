@@ -10,6 +10,8 @@ from sqlalchemy.exc import DBAPIError
 from app.cli.errors import CommandError, UsageError
 from app.graph.database import make_read_engine, resolve_url
 from app.graph.migrations import SchemaNotCurrent, require_current_schema
+from app.ha.elected_writer import WriterOptions
+from app.ha.lease import unique_holder
 from app.k8s.watched_resources import RESOURCE_NAMES
 from app.web.settings import Settings, parse_bool
 
@@ -75,6 +77,30 @@ def add_kube_flags(parser: argparse.ArgumentParser) -> None:
         "--resources", default=",".join(RESOURCE_NAMES),
         help=f"comma-separated subset of: {','.join(RESOURCE_NAMES)}",
     )  # fmt: skip
+
+
+def add_writer_flags(parser: argparse.ArgumentParser) -> None:
+    """What ``sync`` and ``run`` both take: how this process campaigns for the writer lease."""
+    parser.add_argument(
+        "--lease-duration", type=float, default=15.0, help="writer lease, seconds (default 15)"
+    )
+    parser.add_argument(
+        "--holder", default=None, help="this writer's lease identity (default host-pid-random)"
+    )
+
+
+def writer_options(args: argparse.Namespace, url: str) -> WriterOptions:
+    if args.lease_duration < 3:
+        raise UsageError("--lease-duration must be at least 3 seconds")
+    return WriterOptions(
+        database_url=url,
+        holder=args.holder or unique_holder(),
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        resources=tuple(parse_resources(args.resources)),
+        lease_duration=args.lease_duration,
+        log_level=args.log_level,
+    )
 
 
 def parse_resources(text: str) -> list[str]:

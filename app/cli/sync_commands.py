@@ -1,20 +1,16 @@
-"""``nodeauthz sync``: keep the graph fresh from the Kubernetes API, as the only writer (no lease)."""
+"""``nodeauthz sync``: the writer without the webhook (campaigns for the lease like ``run``'s writer)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import threading
 from types import FrameType
 from typing import Any
 
-from app.cli.options import add_kube_flags, database_url, parse_resources, require_schema
-from app.graph.database import make_engine
+from app.cli.options import add_kube_flags, add_writer_flags, database_url, require_schema, writer_options
 from app.graph.migrations import upgrade
-from app.graph.store import GraphStore
-from app.sync.api_client import KubeApi
-from app.sync.worker import SyncWorker
+from app.ha.elected_writer import ElectedWriter
 
 log = logging.getLogger(__name__)
 
@@ -22,39 +18,34 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "sync",
-        help="watch the Kubernetes API and keep the graph fresh (single writer, no lease)",
+        help="watch the Kubernetes API and keep the graph fresh (a writer without the webhook)",
         description="List and watch pods, nodes, PVs, VolumeAttachments, ResourceSlices and "
         "PodCertificateRequests into the graph database until SIGTERM/SIGINT. Resumes from the "
-        "stored resourceVersions; run only one writer per database (use `run` for HA).",
+        "stored resourceVersions. Writes only while it holds the writer lease, so it can run beside "
+        "`run` replicas (one of them writes at a time).",
     )
     add_kube_flags(p)
+    add_writer_flags(p)
     p.add_argument("--migrate", action="store_true", help="upgrade the schema to head first")
     p.set_defaults(func=cmd_sync)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    resources = parse_resources(args.resources)
     url = database_url(args)
+    options = writer_options(args, url)
     if args.migrate:
         upgrade(url)
     require_schema(url)
-    engine = make_engine(url)
+    writer = ElectedWriter(options)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        writer.stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        api = KubeApi.from_config(args.kubeconfig, args.context)
-        worker = SyncWorker(GraphStore(engine, writer="nodeauthz-sync"), api, resources=resources)
-        stop = threading.Event()
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s; stopping", signal.Signals(signum).name)
-            stop.set()
-
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            worker.run(stop)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            api.close()
-        return 0
+        writer.run()
     finally:
-        engine.dispose()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0

@@ -9,13 +9,15 @@ import shlex
 from importlib import resources
 from typing import Any
 
-from app.cli.errors import UsageError
+from app.cli.errors import CommandError, UsageError
 from app.cli.options import add_selectors_flag, add_serving_flags, settings_from_args
 from app.graph.database import make_engine
+from app.graph.fence import fixed_fence
 from app.graph.migrations import upgrade
 from app.graph.reach import Reader
 from app.graph.readers import open_reader
 from app.graph.store import GraphStore
+from app.ha.lease import LeaseHeld, hold_lease, unique_holder
 from app.k8s.attributes import NODE_USER_PREFIX, NODES_GROUP, FieldRequirement, RequestAttributes
 from app.sync.files import load_file
 from app.web.authorize import decide_with_graph
@@ -153,7 +155,12 @@ def load_sample_cluster(url: str) -> int:
         loaded = load_file(str(path))
     engine = make_engine(url)
     try:
-        GraphStore(engine, writer="demo").apply(loaded.objects)
+        with hold_lease(engine, unique_holder("nodeauthz-demo")) as fence:
+            GraphStore(engine, fence=fixed_fence(fence)).apply(loaded.objects)
+    except LeaseHeld as exc:
+        raise CommandError(
+            f"{exc}; demo loads its sample only into a database no writer is syncing"
+        ) from None
     finally:
         engine.dispose()
     return len(loaded.objects)

@@ -9,6 +9,7 @@ transaction to finish.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, update
@@ -25,6 +26,16 @@ class Fence:
     lease: str
     holder: str
     epoch: int
+
+
+# The writer's current fence; raises LeaseLost when this process is not the writer. A store is built
+# with one, so "no fence" cannot mean "write unchecked": it means "do not write".
+FenceSource = Callable[[], Fence]
+
+
+def fixed_fence(fence: Fence) -> FenceSource:
+    """A source that always offers ``fence`` (one-shot writers: ``load``, ``demo``, tests)."""
+    return lambda: fence
 
 
 def check_fence_locked(conn: Connection, fence: Fence) -> None:

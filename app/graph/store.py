@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, delete, exists, select
 
 from app.graph.derivation import DerivedObject
 from app.graph.dialects import for_engine
-from app.graph.fence import Fence, check_fence_locked
+from app.graph.fence import Fence, FenceSource, check_fence_locked
 from app.graph.schema import edges, objects, sync_state, vertices
 from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
 
@@ -64,24 +64,24 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
 class GraphStore:
     """The single writer's handle on the graph (one per process)."""
 
-    def __init__(self, engine: Engine, *, writer: str = "nodeauthz") -> None:
+    def __init__(self, engine: Engine, *, fence: FenceSource) -> None:
+        """``fence`` is asked at the start of every write transaction; it raises LeaseLost when this
+        process is not the writer, so there is no way to write without a current fence."""
         self.engine = engine
-        self.writer = writer
+        self.fence = fence
         self._dialect = for_engine(engine)
         # Vertex ids known to be committed; cleared on any failed transaction.
         self._vertex_ids: dict[VertexKey, int] = {}
 
     # -- public API: each call is one transaction -------------------------------------------------
 
-    def apply(
-        self, items: Iterable[DerivedObject], *, mark: SyncMark | None = None, fence: Fence | None = None
-    ) -> ApplyResult:
+    def apply(self, items: Iterable[DerivedObject], *, mark: SyncMark | None = None) -> ApplyResult:
         latest: dict[VertexKey, DerivedObject] = {}
         for obj in items:
             latest[obj.key] = obj  # the last version of an object in a batch wins
         pending = list(latest.values())
         result = ApplyResult()
-        with self._transaction(fence) as conn:
+        with self._transaction() as (conn, fence):
             # Bounded statements even for a 150k-object list: one transaction, many batches.
             for batch in _chunks(pending, APPLY_BATCH):
                 part = self._apply_locked(conn, batch)
@@ -91,11 +91,9 @@ class GraphStore:
                 self._mark_locked(conn, mark, fence)
         return result
 
-    def delete(
-        self, keys: Iterable[VertexKey], *, mark: SyncMark | None = None, fence: Fence | None = None
-    ) -> ApplyResult:
+    def delete(self, keys: Iterable[VertexKey], *, mark: SyncMark | None = None) -> ApplyResult:
         """Remove objects (keyed by owner kind, namespace, name) and every edge they own."""
-        with self._transaction(fence) as conn:
+        with self._transaction() as (conn, fence):
             rows = self._existing_locked(conn, list(dict.fromkeys(keys)))
             result = ApplyResult(deleted=len(rows))
             self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
@@ -103,8 +101,8 @@ class GraphStore:
                 self._mark_locked(conn, mark, fence)
         return result
 
-    def mark(self, mark: SyncMark, *, fence: Fence | None = None) -> None:
-        with self._transaction(fence) as conn:
+    def mark(self, mark: SyncMark) -> None:
+        with self._transaction() as (conn, fence):
             self._mark_locked(conn, mark, fence)
 
     def forget_cached_ids(self) -> None:
@@ -125,15 +123,15 @@ class GraphStore:
 
     # -- transaction and fencing -----------------------------------------------------------------
 
-    def _transaction(self, fence: Fence | None) -> _Transaction:
-        return _Transaction(self, fence)
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
 
-    def _mark_locked(self, conn: Connection, mark: SyncMark, fence: Fence | None) -> None:
+    def _mark_locked(self, conn: Connection, mark: SyncMark, fence: Fence) -> None:
         values = {
             "resource": mark.resource,
             "resource_version": mark.resource_version,
-            "writer": fence.holder if fence else self.writer,
-            "epoch": fence.epoch if fence else 0,
+            "writer": fence.holder,
+            "epoch": fence.epoch,
             "synced_at": datetime.now(UTC),
         }
         stmt = self._dialect.insert(sync_state).values(**values)
@@ -280,23 +278,22 @@ class GraphStore:
 class _Transaction:
     """One write transaction; on failure the vertex-id cache is dropped (its ids may be rolled back)."""
 
-    def __init__(self, store: GraphStore, fence: Fence | None) -> None:
+    def __init__(self, store: GraphStore) -> None:
         self.store = store
-        self.fence = fence
         self.conn: Connection | None = None
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> tuple[Connection, Fence]:
+        fence = self.store.fence()  # raises LeaseLost when this process is not the writer
         self.conn = self.store.engine.connect()
         self.conn.begin()
-        if self.fence is not None:
-            try:
-                check_fence_locked(self.conn, self.fence)
-            except BaseException:
-                # __exit__ does not run when __enter__ raises: give the lock back now.
-                self.conn.rollback()
-                self.conn.close()
-                raise
-        return self.conn
+        try:
+            check_fence_locked(self.conn, fence)
+        except BaseException:
+            # __exit__ does not run when __enter__ raises: give the lock back now.
+            self.conn.rollback()
+            self.conn.close()
+            raise
+        return self.conn, fence
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         assert self.conn is not None

@@ -44,7 +44,7 @@ class ElectedWriter:
     def __init__(self, options: WriterOptions) -> None:
         self.options = options
         self.engine = make_engine(options.database_url)
-        self.store = GraphStore(self.engine, writer=options.holder)
+        self.store = GraphStore(self.engine, fence=self._current_fence)
         self.api = KubeApi.from_config(options.kubeconfig, options.context)
         self.manager = LeaseManager(self.engine, holder=options.holder, duration=options.lease_duration)
         self.stop = threading.Event()
@@ -61,9 +61,15 @@ class ElectedWriter:
         self.store.forget_cached_ids()
         self._worker_stop = threading.Event()
         resources = self.options.resources or None
-        self._worker = SyncWorker(self.store, self.api, resources=resources, fence=lambda: self.loop.fence)
+        self._worker = SyncWorker(self.store, self.api, resources=resources)
         self._thread = threading.Thread(target=self._run_worker, name="sync-worker", daemon=True)
         self._thread.start()
+
+    def _current_fence(self) -> Fence:
+        fence = self.loop.fence
+        if fence is None:  # deposed: whatever this thread was about to write must not be written
+            raise LeaseLost(f"{self.options.holder} is not the writer")
+        return fence
 
     def _run_worker(self) -> None:
         assert self._worker is not None

@@ -29,6 +29,8 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,7 +42,16 @@ from app.graph.dialects.base import Clock
 from app.graph.fence import Fence
 from app.graph.schema import writer_lease
 
-__all__ = ["DEFAULT_LEASE", "Clock", "LeaseInfo", "LeaseManager", "read_lease", "unique_holder"]
+__all__ = [
+    "DEFAULT_LEASE",
+    "Clock",
+    "LeaseHeld",
+    "LeaseInfo",
+    "LeaseManager",
+    "hold_lease",
+    "read_lease",
+    "unique_holder",
+]
 
 DEFAULT_LEASE = "graph-writer"
 log = logging.getLogger(__name__)
@@ -200,3 +211,28 @@ class LeaseManager:
     def _matches(self, fence: Fence) -> tuple[ColumnElement[bool], ...]:
         t = writer_lease.c
         return (t.name == fence.lease, t.holder == fence.holder, t.epoch == fence.epoch)
+
+
+class LeaseHeld(RuntimeError):
+    """Another process holds the writer lease: a writer is syncing this database."""
+
+
+@contextmanager
+def hold_lease(
+    engine: Engine, holder: str, *, name: str = DEFAULT_LEASE, duration: float = 15.0
+) -> Iterator[Fence]:
+    """The writer lease for a one-shot writer (``load``, ``demo``), released on exit.
+
+    Raises LeaseHeld when a live writer holds it: a file loaded into a database that a
+    writer is syncing would be overwritten (or would overwrite the cluster's truth).
+    """
+    manager = LeaseManager(engine, name=name, holder=holder, duration=duration)
+    fence = manager.try_acquire()
+    if fence is None:
+        current = manager.current()
+        who = f"{current.holder} (epoch {current.epoch})" if current else "another writer"
+        raise LeaseHeld(f"the writer lease is held by {who}: a writer is syncing this database")
+    try:
+        yield fence
+    finally:
+        manager.release(fence)

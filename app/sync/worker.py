@@ -19,13 +19,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from app.graph.derivation import DerivedObject, InvalidObject, derive
-from app.graph.fence import Fence, LeaseLost
+from app.graph.fence import LeaseLost
 from app.graph.store import GraphStore, SyncMark
 from app.k8s.kinds import CLUSTER_SCOPED, VertexKey
 from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
@@ -54,7 +54,6 @@ class SyncWorker:
         api: KubeApi,
         *,
         resources: Sequence[str] | None = None,
-        fence: Callable[[], Fence | None] = lambda: None,
         config: InformerConfig | None = None,
     ) -> None:
         unknown = [r for r in resources or () if r not in CANDIDATES]
@@ -63,7 +62,6 @@ class SyncWorker:
         self.store = store
         self.api = api
         self.resources: tuple[str, ...] = tuple(resources) if resources else RESOURCE_NAMES
-        self.fence = fence
         self.config = config or InformerConfig()
         self.skipped: dict[str, str] = {}  # resource -> why it is not watched
         self.served: list[ResourceSpec] = []
@@ -188,13 +186,13 @@ class SyncWorker:
                     seen.add(key)
         with self._writing():
             for start in range(0, len(derived), APPLY_BATCH):
-                self.store.apply(derived[start : start + APPLY_BATCH], fence=self.fence())
+                self.store.apply(derived[start : start + APPLY_BATCH])
 
     def list_finished(self, resource: str, resource_version: str) -> None:
         kind = self._kinds[resource]
         with self._writing():
             stale = self.store.owned_keys(kind) - self._seen.pop(resource, set())
-            self.store.delete(sorted(stale), mark=SyncMark(resource, resource_version), fence=self.fence())
+            self.store.delete(sorted(stale), mark=SyncMark(resource, resource_version))
         if stale:
             log.info("%s: re-list removed %d objects deleted meanwhile", resource, len(stale))
         self._listed.add(resource)
@@ -214,13 +212,12 @@ class SyncWorker:
         deletes = [k for k, o in ops.items() if o is None]
         mark = SyncMark(resource, resource_version)
         with self._writing():
-            fence = self.fence()
             if upserts:
-                self.store.apply(upserts, mark=None if deletes else mark, fence=fence)
+                self.store.apply(upserts, mark=None if deletes else mark)
             if deletes:
-                self.store.delete(deletes, mark=mark, fence=fence)
+                self.store.delete(deletes, mark=mark)
             if not upserts and not deletes:
-                self.store.mark(mark, fence=fence)
+                self.store.mark(mark)
         now = time.monotonic()
         if events:
             with self._lag_lock:

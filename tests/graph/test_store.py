@@ -11,6 +11,7 @@ from app.graph.schema import edges, objects, vertices
 from app.graph.store import GraphStore, SyncMark
 from app.k8s.kinds import VertexKey
 from tests.builders import node, pod, pv, resource_slice, volume_attachment
+from tests.writers import fenced
 
 
 def reach(engine: Engine, node_name: str, kind: str, namespace: str, name: str) -> bool:
@@ -190,7 +191,9 @@ def test_bulk_apply_of_many_objects_in_one_call(store: GraphStore, engine: Engin
     assert store.apply(pods).unchanged == 1200
 
 
-def test_concurrent_sqlite_writers_wait_instead_of_failing(database_url: str, engine: Engine) -> None:
+def test_concurrent_sqlite_writers_wait_instead_of_failing(
+    database_url: str, engine: Engine, store: GraphStore
+) -> None:
     """Four writer processes' worth of engines on one file: they queue on the write lock and all succeed."""
     import threading
 
@@ -199,11 +202,12 @@ def test_concurrent_sqlite_writers_wait_instead_of_failing(database_url: str, en
     if engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL writers are serialised by the writer lease (tests/ha/test_lease.py)")
     errors: list[BaseException] = []
+    fence = store.fence()  # the writers share one lease, as threads of one writer process would
 
     def writer(n: int) -> None:
         own = make_engine(database_url)
         try:
-            store = GraphStore(own, writer=f"w{n}")
+            store = fenced(own, fence)
             for i in range(40):
                 store.apply([derive(pod(f"p{n}-{i}", "shop", f"n{n}", secrets=(f"s{n}-{i}", "shared")))])
         except BaseException as exc:  # noqa: BLE001

@@ -20,6 +20,7 @@ from app.graph.store import GraphStore
 from app.ha.leader_loop import LeaderLoop
 from app.ha.lease import LeaseManager, unique_holder
 from tests.clock import FakeClock
+from tests.writers import fenced
 
 DURATION = 10.0
 
@@ -46,7 +47,7 @@ def pod(name: str, node: str = "node-1") -> DerivedObject:
 
 def assert_refused(store: GraphStore, items: list[DerivedObject], fence: Fence) -> None:
     with pytest.raises(LeaseLost):
-        store.apply(items, fence=fence)
+        fenced(store.engine, fence).apply(items)
 
 
 def stored_pods(engine: Engine) -> set[str]:
@@ -208,7 +209,6 @@ def test_competing_loops_never_share_an_epoch(engine: Engine) -> None:
 
     def replica(index: int) -> None:
         m = manager(engine, f"r{index}", None, duration=0.2)
-        store = GraphStore(engine, writer=m.holder)
         fence: Fence | None = None
         rounds = 0
         while not stop.is_set():
@@ -217,7 +217,7 @@ def test_competing_loops_never_share_an_epoch(engine: Engine) -> None:
                 with lock:
                     seen.setdefault(fence.epoch, set()).add(m.holder)
                 try:
-                    store.apply([pod(f"p{index}-{rounds}")], fence=fence)
+                    fenced(engine, fence).apply([pod(f"p{index}-{rounds}")])
                 except LeaseLost:
                     fence = None
                 rounds += 1
@@ -242,16 +242,16 @@ def test_competing_loops_never_share_an_epoch(engine: Engine) -> None:
 
 def test_deposed_writer_cannot_write(engine: Engine, clock: FakeClock) -> None:
     a, b = manager(engine, "a", clock), manager(engine, "b", clock)
-    store_a, store_b = GraphStore(engine, writer="a"), GraphStore(engine, writer="b")
     fa = a.try_acquire()
     assert fa is not None and fa.epoch == 1
-    store_a.apply([pod("before")], fence=fa)
+    store_a = fenced(engine, fa)
+    store_a.apply([pod("before")])
     clock.advance(DURATION)
     fb = b.try_acquire()
     assert fb is not None and fb.epoch == 2
     assert_refused(store_a, [pod("stale")], fa)
     assert stored_pods(engine) == {"before"}
-    assert store_b.apply([pod("fresh")], fence=fb).written == 1
+    assert fenced(engine, fb).apply([pod("fresh")]).written == 1
     assert stored_pods(engine) == {"before", "fresh"}
 
 
@@ -259,11 +259,10 @@ def test_refused_write_returns_its_connection(engine: Engine, clock: FakeClock) 
     """A refused write must end its transaction at once: on SQLite it holds the write lock
     (every other writer, the new leader included, fails with "database is locked"); on
     PostgreSQL it sits idle in transaction holding a lock on writer_lease."""
-    store = GraphStore(engine, writer="a")
     stale = Fence("graph-writer", "a", 1)  # no lease row at all
     try:
         with pytest.raises(LeaseLost):
-            store.apply([pod("stale")], fence=stale)
+            fenced(engine, stale).apply([pod("stale")])
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         gc.collect()
@@ -289,9 +288,9 @@ def test_takeover_waits_for_the_deposed_writers_transaction(engine: Engine, cloc
     half a second later (the busy timeout is 10 s).
     """
     a, b = manager(engine, "a", clock), manager(engine, "b", clock)
-    store_a = GraphStore(engine, writer="a")
     fa = a.try_acquire()
     assert fa is not None
+    store_a = fenced(engine, fa)
     inside, proceed = threading.Event(), threading.Event()
     original = store_a._apply_locked
 
@@ -302,7 +301,7 @@ def test_takeover_waits_for_the_deposed_writers_transaction(engine: Engine, cloc
 
     store_a._apply_locked = paused_apply  # type: ignore[method-assign]
     with ThreadPoolExecutor(2) as pool:
-        write = pool.submit(store_a.apply, [pod("in-flight")], fence=fa)
+        write = pool.submit(store_a.apply, [pod("in-flight")])
         assert inside.wait(10)  # A's transaction is open and past its fence check
         clock.advance(DURATION)  # A's lease has expired meanwhile
         takeover = pool.submit(b.try_acquire)

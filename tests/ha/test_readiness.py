@@ -13,11 +13,12 @@ from sqlalchemy.engine import make_url
 from app.graph.database import make_read_engine
 from app.graph.fence import Fence
 from app.graph.migrations import head_revision
-from app.graph.store import GraphStore, SyncMark
+from app.graph.store import SyncMark
 from app.ha import readiness
 from app.ha.lease import LeaseManager
 from app.ha.readiness import ReadinessReport, check_readiness, check_readiness_async
 from tests.clock import FakeClock
+from tests.writers import fenced
 
 RESOURCES = ("pods", "nodes")
 DURATION = 10.0
@@ -43,9 +44,9 @@ def writer_synced(
     """A writer takes the lease and records every resource's initial list."""
     fence = LeaseManager(engine, holder=holder, duration=DURATION, clock=clock).try_acquire()
     assert fence is not None
-    store = GraphStore(engine, writer=holder)
+    store = fenced(engine, fence)
     for resource in resources:
-        store.mark(SyncMark(resource, "100"), fence=fence)
+        store.mark(SyncMark(resource, "100"))
     return fence
 
 
@@ -79,8 +80,8 @@ def test_restarted_reader_is_ready_at_once_when_the_live_writer_has_synced(
 def test_database_clock_path_is_ready_too(engine: Engine, reader: Engine) -> None:
     fence = LeaseManager(engine, holder="a").try_acquire()
     assert fence is not None
-    GraphStore(engine).mark(SyncMark("pods", "1"), fence=fence)
-    GraphStore(engine).mark(SyncMark("nodes", "1"), fence=fence)
+    fenced(engine, fence).mark(SyncMark("pods", "1"))
+    fenced(engine, fence).mark(SyncMark("nodes", "1"))
     assert check(reader, None).ready
 
 
@@ -130,9 +131,9 @@ def test_new_writer_has_the_allowance_to_resync(engine: Engine, reader: Engine, 
         "pods last synced by a epoch 1; the current writer b epoch 2 has not synced it in 32s; "
         "nodes last synced by a epoch 1; the current writer b epoch 2 has not synced it in 32s"
     )
-    store = GraphStore(engine, writer="b")
-    store.mark(SyncMark("pods", "200"), fence=fb)
-    store.mark(SyncMark("nodes", "200"), fence=fb)
+    store = fenced(engine, fb)
+    store.mark(SyncMark("pods", "200"))
+    store.mark(SyncMark("nodes", "200"))
     assert check(reader, clock).ready
 
 

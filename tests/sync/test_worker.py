@@ -24,6 +24,7 @@ from app.sync.informer import InformerConfig
 from app.sync.worker import SyncWorker
 from tests.fake_apiserver import FakeApiServer
 from tests.threads import running
+from tests.writers import fenced
 
 FAST = InformerConfig(page_size=50, watch_timeout=(5, 5), backoff_initial=0.05, backoff_max=0.2, poll=0.05)
 REPO = Path(__file__).resolve().parents[2]
@@ -205,7 +206,7 @@ def test_resources_the_cluster_does_not_serve_are_skipped(
 
 def test_lost_lease_stops_the_worker(server: FakeApiServer, api: KubeApi, store: GraphStore) -> None:
     server.create("pods", pod("a"))
-    worker = worker_for(store, api, fence=lambda: Fence("writer", "someone-else", 7))
+    worker = worker_for(fenced(store.engine, Fence("graph-writer", "someone-else", 7)), api)
     stop = threading.Event()
     started = time.monotonic()
     with pytest.raises(LeaseLost):
