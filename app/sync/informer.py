@@ -36,6 +36,10 @@ class Sink(Protocol):
         """ADDED/MODIFIED/DELETED events in order (bookmarks are not included, only their
         resourceVersion); ``resource_version`` is the last one seen, possibly from a bookmark."""
 
+    def watch_established(self, resource: str, resource_version: str) -> None:
+        """A watch from ``resource_version`` is open and the server did not refuse the position
+        (a too-old one is refused at once, with 410): the graph is current as of now."""
+
 
 @dataclass(frozen=True)
 class InformerConfig:
@@ -143,9 +147,14 @@ class Informer:
             raise
         with self._lock:
             self._stream = stream
+        established = False
         try:
             while not stop.is_set():
                 batch, rv = self._next_batch(stream, stop)
+                if not established:
+                    established = True
+                    if rv is None:  # quiet: no event, no error within a poll of opening
+                        self.sink.watch_established(self.spec.name, self.resource_version)
                 if rv is None:
                     continue
                 self.sink.events(self.spec.name, batch, rv)

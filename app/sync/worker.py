@@ -68,6 +68,7 @@ class SyncWorker:
         self._kinds: dict[str, str] = {}
         self._seen: dict[str, set[VertexKey]] = {}
         self._listed: set[str] = set()
+        self._current: set[str] = set()  # resources whose sync mark this worker has written
         self._discovered = False
         self._write_lock = threading.Lock()
         self._lost: str | None = None  # why the lease was lost (the message only: no frames kept)
@@ -196,6 +197,7 @@ class SyncWorker:
         if stale:
             log.info("%s: re-list removed %d objects deleted meanwhile", resource, len(stale))
         self._listed.add(resource)
+        self._current.add(resource)
 
     def events(self, resource: str, events: list[WatchEvent], resource_version: str) -> None:
         kind = self._kinds[resource]
@@ -218,10 +220,21 @@ class SyncWorker:
                 self.store.delete(deletes, mark=mark)
             if not upserts and not deletes:
                 self.store.mark(mark)
+        self._current.add(resource)
         now = time.monotonic()
         if events:
             with self._lag_lock:
                 self._lags.extend(now - e.arrived for e in events)
+
+    def watch_established(self, resource: str, resource_version: str) -> None:
+        # A writer that resumed from a stored position is current once its watch is open: say so
+        # now (same position, this writer's fence), not at the next event or bookmark, which for an
+        # idle resource may be a minute away (readiness waits for this writer's marks).
+        if resource in self._current:
+            return
+        with self._writing():
+            self.store.mark(SyncMark(resource, resource_version))
+        self._current.add(resource)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

@@ -45,7 +45,11 @@ def create_app(
     read_engine = make_read_engine(settings.database_url, pool_size=2)
     if readiness is None:
         readiness = functools.partial(
-            check_readiness_async, read_engine, required_resources=settings.require_synced, self_synced=None
+            check_readiness_async,
+            read_engine,
+            required_resources=settings.require_synced,
+            self_synced=None,
+            max_writer_silence=settings.max_writer_silence,
         )
     probe = readiness
 

@@ -65,6 +65,9 @@ class Settings:
     health_port: int | None = None
     # uvicorn worker processes (``--workers``); the probe listener needs exactly one.
     workers: int = 1
+    # After a writer handover, how long replicas trust the previous writer's sync marks while the new
+    # writer opens its watches (it re-marks each resource as soon as its watch is established).
+    max_writer_silence: float = 30.0
     # Resources whose sync state /readyz requires (``nodeauthz run``); empty: schema and database only.
     require_synced: tuple[str, ...] = ()
 
@@ -81,6 +84,8 @@ class Settings:
             0 < self.health_port < 65536 and self.health_port != self.port
         ):
             raise ValueError(f"health port {self.health_port} must be a free port other than {self.port}")
+        if self.max_writer_silence <= 0:
+            raise ValueError("max writer silence must be positive")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
         if self.health_port is not None and self.workers != 1:
@@ -133,6 +138,8 @@ def _parser(annotation: Any) -> Callable[[str], object]:
         return parse_bool
     if annotation is int:
         return int
+    if annotation is float:
+        return float
     if typing.get_origin(annotation) is tuple:
         return _parse_list
     return str

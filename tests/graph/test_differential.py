@@ -5,20 +5,27 @@ and deletes go to both; after every step, reachability must agree for every
 (node, object) pair. The reference follows upstream's graph literally: each
 owner's edge set, and a depth-first walk that follows an edge carrying a node
 only when that node is the one asked about.
+
+Every decision is read twice: through the webhook's own reader
+(``app.graph.readers.open_reader``: raw sqlite3 or asyncpg, the request path)
+and through ``has_path`` on SQLAlchemy (the CLI's check); both must match the
+reference.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete
+from sqlalchemy import delete
 
 from app.graph.derivation import DerivedObject, derive
 from app.graph.reach import has_path
-from app.graph.schema import metadata
+from app.graph.readers import open_reader
+from app.graph.schema import edges, objects, vertices
 from app.graph.store import GraphStore
 from app.k8s.kinds import VertexKey
 from tests.builders import pod, pv, resource_slice, volume_attachment
@@ -99,28 +106,51 @@ TARGETS = [
 ]
 
 
-def _clear(engine: Engine) -> None:
-    with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
+def _clear(store: GraphStore) -> None:
+    """Empty the graph (the writer's lease and sync marks stay) and the store's cached vertex ids."""
+    with store.engine.begin() as conn:
+        for table in (edges, objects, vertices):
             conn.execute(delete(table))
+    store.forget_cached_ids()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=steps)
-def test_store_matches_reference_graph(engine: Engine, steps: list[tuple[str, dict[str, Any]]]) -> None:
-    _clear(engine)
-    store = GraphStore(engine, writer="differential")
+async def _run_steps(database_url: str, store: GraphStore, steps: list[tuple[str, dict[str, Any]]]) -> None:
     ref = ReferenceGraph()
-    for action, raw in steps:
-        obj = derive(raw)
-        if action == "apply":
-            store.apply([obj])
-            ref.apply(obj)
-        else:
-            store.delete([obj.key])
-            ref.delete(obj.key)
-        with engine.connect() as conn:
-            for node, target in itertools.product(NODES, TARGETS):
-                got = has_path(conn, node, target.kind, target.namespace, target.name)
-                assert not got.truncated
-                assert got.found == ref.reach(node, target), (action, obj.key, node, target)
+    reader = await open_reader(database_url, pool_size=1)
+    try:
+        for action, raw in steps:
+            obj = derive(raw)
+            if action == "apply":
+                store.apply([obj])
+                ref.apply(obj)
+            else:
+                store.delete([obj.key])
+                ref.delete(obj.key)
+            with store.engine.connect() as conn:
+                for node, target in itertools.product(NODES, TARGETS):
+                    expected = ref.reach(node, target)
+                    where = (action, obj.key, node, target)
+                    got = await reader.reach(node, target.kind, target.namespace, target.name)
+                    assert not got.truncated, ("reader", *where)
+                    assert got.found == expected, ("reader", *where)
+                    got = has_path(conn, node, target.kind, target.namespace, target.name)
+                    assert not got.truncated, ("has_path", *where)
+                    assert got.found == expected, ("has_path", *where)
+    finally:
+        await reader.close()
+
+
+# print_blob: a failure also prints the @reproduce_failure line that replays it exactly.
+@settings(
+    max_examples=40,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(steps=steps)
+def test_store_matches_reference_graph(
+    database_url: str, store: GraphStore, steps: list[tuple[str, dict[str, Any]]]
+) -> None:
+    _clear(store)
+    # One event loop per example: the reader is opened and closed inside it.
+    asyncio.run(_run_steps(database_url, store, steps))

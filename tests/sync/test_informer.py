@@ -60,6 +60,10 @@ class RecordingSink:
                 ("events", ([(e.type, e.object["metadata"]["name"]) for e in events], resource_version))
             )
 
+    def watch_established(self, resource: str, resource_version: str) -> None:
+        with self.lock:
+            self.calls.append(("watch_established", resource_version))
+
     def of(self, name: str) -> list[Any]:
         with self.lock:
             return [arg for call, arg in self.calls if call == name]
@@ -213,3 +217,29 @@ def test_unreachable_server_is_retried_and_stop_is_prompt(tmp_path: Path) -> Non
     with running(informer):
         wait_for(lambda: server.requests["list:pods"] == 0 and informer._failures >= 3)
     api.close()
+
+
+def test_a_quiet_watch_reports_itself_established_once(cluster: tuple[FakeApiServer, KubeApi]) -> None:
+    """An idle resource gets no event for minutes: the sink must hear the position is good anyway."""
+    server, api = cluster
+    server.create("pods", pod("p0"))
+    position = server.resource_version
+    sink = RecordingSink()
+    with running(Informer(api, PODS, sink, resource_version=position, config=FAST)):
+        wait_for(lambda: sink.of("watch_established"))
+        time.sleep(6 * FAST.poll)
+    assert sink.of("watch_established") == [position]  # once per watch, not once per poll
+    assert sink.of("list_started") == [] and sink.of("events") == []
+
+
+def test_a_refused_position_is_never_reported_established(cluster: tuple[FakeApiServer, KubeApi]) -> None:
+    server, api = cluster
+    server.create("pods", pod("p0"))
+    position = server.resource_version
+    server.create("pods", pod("p1"))
+    server.compact()
+    sink = RecordingSink()
+    with running(Informer(api, PODS, sink, resource_version=position, config=FAST)):
+        wait_for(lambda: sink.of("list_finished") and sink.of("watch_established"))
+    assert position not in sink.of("watch_established")
+    assert sink.of("watch_established")[0] == sink.of("list_finished")[0]
