@@ -35,7 +35,7 @@ def admission_failed(exc: BaseException) -> Verdict:
     return Verdict(False, f"nodeauthz: admission check failed: {type(exc).__name__}", code=500)
 
 
-def make_admit_endpoint(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
+def make_admit_endpoint(engine: Engine, timeout: float) -> Callable[[Request], Awaitable[Response]]:
     lookups = StoreLookups(engine)
 
     def decide(request: AdmissionRequest) -> Verdict:
@@ -52,7 +52,17 @@ def make_admit_endpoint(engine: Engine) -> Callable[[Request], Awaitable[Respons
             review = parse_admission_review(await read_capped(request, MAX_ADMISSION_REVIEW_BYTES))
         except (AdmissionError, BodyRefused) as exc:
             return json_response({"error": str(exc)}, 400)
-        verdict = await asyncio.to_thread(decide, review)
+        try:
+            verdict = await asyncio.wait_for(asyncio.to_thread(decide, review), timeout)
+        except TimeoutError:
+            LOG.error(
+                "admission check failed for %s: no answer within %.1fs", describe_request(review), timeout
+            )
+            verdict = Verdict(
+                False,
+                f"nodeauthz: admission check failed: no answer from the database within {timeout:g}s",
+                500,
+            )
         if not verdict.allowed:
             LOG.info("NODE ADMISSION DENY: %s: %s", describe_request(review), verdict.message)
         return json_response(render_admission_response(review.uid, verdict))

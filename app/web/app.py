@@ -8,6 +8,7 @@ the two probes only, never a review.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,7 +41,7 @@ def create_app(
     health_only: bool = False,
 ) -> Starlette:
     """The webhook app. Without ``reader`` it opens (and closes) its own for ``settings.database_url``."""
-    slot = ReaderSlot(settings.database_url, settings.pool_size, reader)
+    slot = ReaderSlot(settings.database_url, settings.pool_size, settings.check_timeout, reader)
     # Admission lookups and probes are rarer and synchronous: a small SQLAlchemy pool, used from threads.
     read_engine = make_read_engine(settings.database_url, pool_size=2)
     if readiness is None:
@@ -57,7 +58,10 @@ def create_app(
         return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        report = await probe()
+        try:
+            report = await asyncio.wait_for(probe(), settings.check_timeout)
+        except TimeoutError:
+            report = ReadinessReport(False, {"database": f"no answer within {settings.check_timeout:g}s"})
         return json_response(
             {"ready": report.ready, "checks": dict(report.checks)}, 200 if report.ready else 503
         )
@@ -75,11 +79,13 @@ def create_app(
     routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
     if not health_only:  # the plain-HTTP probe listener must never answer a review
         authorize = make_authorize_endpoint(
-            slot.get, authorize_with_selectors=settings.authorize_with_selectors
+            slot.get,
+            authorize_with_selectors=settings.authorize_with_selectors,
+            timeout=settings.check_timeout,
         )
         routes += [
             Route("/authorize", authorize, methods=["POST"]),
-            Route("/admit", make_admit_endpoint(read_engine), methods=["POST"]),
+            Route("/admit", make_admit_endpoint(read_engine, settings.check_timeout), methods=["POST"]),
         ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -9,6 +9,7 @@ with the in-tree Node authorizer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,8 @@ from starlette.responses import Response
 
 from app.authz.node_authorizer import Decision, PathQuery, decide, resolve
 from app.authz.subject_access_review import MAX_REVIEW_BYTES, ReviewError, parse_review, render_response
-from app.graph.reach import DepthBoundHit, Reader
+from app.graph.reach import DepthBoundHit, Reach, Reader
+from app.graph.readers import DEFAULT_READ_TIMEOUT_S
 from app.k8s.attributes import RequestAttributes, node_identity
 from app.web.bodies import BodyRefused, json_response, read_capped
 
@@ -69,30 +71,44 @@ def audit(attrs: RequestAttributes, decision: Decision) -> None:
 
 
 async def decide_with_graph(
-    attrs: RequestAttributes, get_reader: Callable[[], Awaitable[Reader]], *, authorize_with_selectors: bool
+    attrs: RequestAttributes,
+    get_reader: Callable[[], Awaitable[Reader]],
+    *,
+    authorize_with_selectors: bool,
+    timeout: float = DEFAULT_READ_TIMEOUT_S,
 ) -> Decision:
     """The decision for ``attrs``; failures become a not-allowed decision, never an exception.
 
     ``get_reader`` is only awaited when the graph is needed (static rules need no database).
+    The graph's answer (opening the reader included) must come within ``timeout`` seconds.
     """
     try:
         result = decide(attrs, authorize_with_selectors=authorize_with_selectors)
         if isinstance(result, Decision):
             return result
         query: PathQuery = result
-        reader = await get_reader()
-        reach = await reader.reach(query.node, query.kind, query.namespace, query.name)
+
+        async def ask() -> Reach:
+            reader = await get_reader()
+            return await reader.reach(query.node, query.kind, query.namespace, query.name)
+
+        reach = await asyncio.wait_for(ask(), timeout)
         return resolve(query, reach.verdict())
     except DepthBoundHit as exc:
         LOG.warning("graph check incomplete for %s: %s", attrs.user, exc)
         return check_incomplete(exc)
+    except TimeoutError:
+        LOG.error("graph check failed for %s: no answer from the database within %.1fs", attrs.user, timeout)
+        return Decision(
+            False, f"nodeauthz: graph check failed: no answer from the database within {timeout:g}s"
+        )
     except Exception as exc:  # noqa: BLE001 - any failure must answer "not allowed", not 500
         LOG.error("graph check failed for %s: %s: %s", attrs.user, type(exc).__name__, exc)
         return check_failed(exc)
 
 
 def make_authorize_endpoint(
-    get_reader: Callable[[], Awaitable[Reader]], *, authorize_with_selectors: bool
+    get_reader: Callable[[], Awaitable[Reader]], *, authorize_with_selectors: bool, timeout: float
 ) -> Endpoint:
     async def authorize(request: Request) -> Response:
         try:
@@ -100,7 +116,7 @@ def make_authorize_endpoint(
         except (ReviewError, BodyRefused) as exc:
             return json_response({"error": str(exc)}, 400)
         decision = await decide_with_graph(
-            review.attributes, get_reader, authorize_with_selectors=authorize_with_selectors
+            review.attributes, get_reader, authorize_with_selectors=authorize_with_selectors, timeout=timeout
         )
         audit(review.attributes, decision)
         return json_response(render_response(review.api_version, decision))

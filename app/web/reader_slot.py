@@ -14,9 +14,12 @@ REOPEN_INTERVAL_S = 1.0  # how often a failed database connection is retried by 
 class ReaderSlot:
     """Holds one reader; a failed open is retried at most every ``REOPEN_INTERVAL_S`` by requests."""
 
-    def __init__(self, database_url: str, pool_size: int, reader: Reader | None = None) -> None:
+    def __init__(
+        self, database_url: str, pool_size: int, timeout: float, reader: Reader | None = None
+    ) -> None:
         self.database_url = database_url
         self.pool_size = pool_size
+        self.timeout = timeout
         self.reader = reader
         self.owned = reader is None
         self._lock = asyncio.Lock()
@@ -31,7 +34,9 @@ class ReaderSlot:
                 if self._last_error is not None and time.monotonic() < self._retry_at:
                     raise self._last_error
                 try:
-                    self.reader = await open_reader(self.database_url, pool_size=self.pool_size)
+                    self.reader = await open_reader(
+                        self.database_url, pool_size=self.pool_size, timeout=self.timeout
+                    )
                 except Exception as exc:
                     self._last_error, self._retry_at = exc, time.monotonic() + REOPEN_INTERVAL_S
                     raise

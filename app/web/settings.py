@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.graph.database import resolve_url
+from app.graph.readers import DEFAULT_READ_TIMEOUT_S
 
 ENV_PREFIX = "NODEAUTHZ_"
 DEFAULT_POOL_SIZE = 10  # PostgreSQL reader connections per worker
@@ -59,6 +60,9 @@ class Settings:
     # When set, clients (the API server) must present a certificate signed by it.
     tls_client_ca: str | None = None
     pool_size: int = DEFAULT_POOL_SIZE
+    # How long a check, an admission lookup or a readiness probe may wait on the database before it
+    # answers no-opinion / refuses / not-ready (the kube-apiserver gives a webhook a few seconds).
+    check_timeout: float = DEFAULT_READ_TIMEOUT_S
     log_level: str = "INFO"
     # A plain-HTTP listener for /healthz and /readyz only: kubelet probes cannot present the client
     # certificate that --tls-client-ca requires on the main port.
@@ -84,6 +88,8 @@ class Settings:
             0 < self.health_port < 65536 and self.health_port != self.port
         ):
             raise ValueError(f"health port {self.health_port} must be a free port other than {self.port}")
+        if not 0 < self.check_timeout <= 10:
+            raise ValueError("check timeout must be between 0 and 10 seconds")
         if self.max_writer_silence <= 0:
             raise ValueError("max writer silence must be positive")
         if self.workers < 1:

@@ -77,7 +77,7 @@ class DialectImpl(abc.ABC):
     # -- the request path ----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def open_reader(self, url: str, *, pool_size: int) -> Reader:
+    async def open_reader(self, url: str, *, pool_size: int, timeout: float) -> Reader:
         """A reader for the request path (raw driver; see the implementations for why)."""
 
     # -- bulk writes (inside the graph store's transaction) -------------------------------------------

@@ -39,7 +39,9 @@ from app.k8s.kinds import VertexKey
 
 MIGRATION_LOCK_KEY = 0x6E6F6465617574  # "nodeaut": the advisory lock id for migrations
 MIGRATION_LOCK_TIMEOUT_S = 120
-READER_COMMAND_TIMEOUT_S = 10
+READER_TIMEOUT_S = 1.0
+CONNECT_TIMEOUT_S = 5  # libpq's connect_timeout (whole seconds)
+READ_STATEMENT_TIMEOUT_MS = 2_000
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -60,16 +62,17 @@ class PostgresReader:
     dropped, not reused: its protocol state is unknown; the next caller opens a new one.
     """
 
-    def __init__(self, dsn: str, pool_size: int) -> None:
+    def __init__(self, dsn: str, pool_size: int, timeout: float) -> None:
         self._dsn = dsn
         self._size = pool_size
+        self._timeout = timeout
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         self._open = 0  # connections open or being opened
         self._sql, self._order = render(REACH_SQL, "numeric")
 
     @classmethod
-    async def open(cls, dsn: str, *, pool_size: int) -> PostgresReader:
-        reader = cls(dsn, pool_size)
+    async def open(cls, dsn: str, *, pool_size: int, timeout: float = READER_TIMEOUT_S) -> PostgresReader:
+        reader = cls(dsn, pool_size, timeout)
         reader._open += 1
         try:
             reader._idle.put_nowait(await reader._connect())
@@ -81,7 +84,8 @@ class PostgresReader:
     async def _connect(self) -> Any:
         import asyncpg  # only needed on PostgreSQL
 
-        return await asyncpg.connect(self._dsn, command_timeout=READER_COMMAND_TIMEOUT_S)
+        # Both bounded: a stalled server must fail a check, not hold it past the API server's timeout.
+        return await asyncpg.connect(self._dsn, timeout=self._timeout, command_timeout=self._timeout)
 
     async def _acquire(self) -> Any:
         try:
@@ -98,9 +102,9 @@ class PostgresReader:
         return await self._idle.get()
 
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
-        conn = await self._acquire()
+        conn = await self._acquire()  # bounded by the caller: the check as a whole has a deadline
         try:
-            row = await conn.fetchrow(sql, *args)
+            row = await conn.fetchrow(sql, *args, timeout=self._timeout)
         except BaseException:
             self._open -= 1
             conn.terminate()
@@ -134,7 +138,13 @@ class PostgresqlImpl(DialectImpl):
         return postgresql.insert(table)
 
     def create_engine(self, url: str, *, pool_size: int, immediate: bool) -> Engine:
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if not immediate:
+            # Reads (admission lookups, probes, explain) never hold a thread for long on a stalled server.
+            connect_args["options"] = f"-c statement_timeout={READ_STATEMENT_TIMEOUT_MS}"
+        return create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+        )
 
     def limit_statement_time(self, conn: Connection, milliseconds: int) -> None:
         conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(milliseconds)})
@@ -172,8 +182,8 @@ class PostgresqlImpl(DialectImpl):
         now_sql = func.statement_timestamp(type_=DateTime(timezone=True))
         return now_sql, now_sql + literal(timedelta(seconds=duration), Interval())
 
-    async def open_reader(self, url: str, *, pool_size: int) -> PostgresReader:
-        return await PostgresReader.open(asyncpg_dsn(url), pool_size=pool_size)
+    async def open_reader(self, url: str, *, pool_size: int, timeout: float) -> PostgresReader:
+        return await PostgresReader.open(asyncpg_dsn(url), pool_size=pool_size, timeout=timeout)
 
     # -- bulk writes: each column as an array, one statement per batch ------------------------------
 
