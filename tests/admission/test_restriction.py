@@ -288,7 +288,7 @@ def test_mirror_pod_create_without_node_record_is_not_found() -> None:
 @pytest.mark.parametrize(
     ("spec", "what"),
     [
-        ({"serviceAccountName": "default"}, "a service account"),
+        ({"serviceAccountName": "default"}, "serviceaccounts"),
         ({"volumes": [{"name": "v", "secret": {"secretName": "s"}}]}, "secrets"),
         ({"imagePullSecrets": [{"name": "regcred"}]}, "secrets"),
         (
