@@ -39,8 +39,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.lease_duration < 3:
         raise UsageError("--lease-duration must be at least 3 seconds")
     url = database_url(args)
-    require_schema(url)
+    # Flags first: a bad flag is reported without touching the database.
     settings = settings_from_args(args, database_url=url, require_synced=required_resources(resources))
+    require_schema(url)
     options = WriterOptions(
         database_url=url,
         holder=args.holder or unique_holder(),

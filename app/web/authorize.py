@@ -21,6 +21,7 @@ from app.authz.node_authorizer import Decision, PathQuery, decide, resolve
 from app.authz.subject_access_review import MAX_REVIEW_BYTES, ReviewError, parse_review, render_response
 from app.graph.reach import DepthBoundHit, Reader
 from app.k8s.attributes import RequestAttributes, node_identity
+from app.k8s.feature_gates import FeatureGates
 from app.web.bodies import BodyRefused, json_response, read_capped
 
 AUDIT = logging.getLogger("nodeauthz.audit")
@@ -69,14 +70,14 @@ def audit(attrs: RequestAttributes, decision: Decision) -> None:
 
 
 async def decide_with_graph(
-    attrs: RequestAttributes, get_reader: Callable[[], Awaitable[Reader]], *, authorize_with_selectors: bool
+    attrs: RequestAttributes, get_reader: Callable[[], Awaitable[Reader]], *, gates: FeatureGates
 ) -> Decision:
     """The decision for ``attrs``; failures become a not-allowed decision, never an exception.
 
     ``get_reader`` is only awaited when the graph is needed (static rules need no database).
     """
     try:
-        result = decide(attrs, authorize_with_selectors=authorize_with_selectors)
+        result = decide(attrs, gates)
         if isinstance(result, Decision):
             return result
         query: PathQuery = result
@@ -91,17 +92,13 @@ async def decide_with_graph(
         return check_failed(exc)
 
 
-def make_authorize_endpoint(
-    get_reader: Callable[[], Awaitable[Reader]], *, authorize_with_selectors: bool
-) -> Endpoint:
+def make_authorize_endpoint(get_reader: Callable[[], Awaitable[Reader]], *, gates: FeatureGates) -> Endpoint:
     async def authorize(request: Request) -> Response:
         try:
             review = parse_review(await read_capped(request, MAX_REVIEW_BYTES))
         except (ReviewError, BodyRefused) as exc:
             return json_response({"error": str(exc)}, 400)
-        decision = await decide_with_graph(
-            review.attributes, get_reader, authorize_with_selectors=authorize_with_selectors
-        )
+        decision = await decide_with_graph(review.attributes, get_reader, gates=gates)
         audit(review.attributes, decision)
         return json_response(render_response(review.api_version, decision))
 

@@ -204,3 +204,21 @@ def test_pod_status_may_not_change_the_extended_resource_claim(client: TestClien
     assert out["status"]["message"] == (
         'pods "mypod" is forbidden: node "mynode" cannot update extended resource claim status'
     )
+
+
+def test_pod_certificate_requests_fail_closed(client: TestClient) -> None:
+    pcr = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "PodCertificateRequest",
+        "metadata": {"name": "web-0-x7k2p", "namespace": "ns"},
+        "spec": {
+            "podName": "mypod",
+            "podUID": "mypod-uid",
+            "nodeName": NODE,
+            "serviceAccountName": "default",
+        },
+    }
+    body = review("CREATE", "podcertificaterequests", name="web-0-x7k2p", namespace="ns", obj=pcr)
+    out = post(client, body)
+    assert out["allowed"] is False and out["status"]["code"] == 403
+    assert out["status"]["message"].endswith("(its store does not hold service accounts); refused")
