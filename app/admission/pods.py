@@ -15,9 +15,10 @@ from app.admission.objects import labels, meta, spec, typed
 from app.admission.options import AdmissionOptions
 from app.admission.review import AdmissionRequest
 from app.admission.verdict import Forbidden, NotFound
+from app.k8s.api_references import UnknownVolumeSource, api_object_reference
 from app.k8s.goquote import go_quote
 from app.k8s.json_fields import get_map, get_str, iter_objects
-from app.k8s.pod_references import MIRROR_POD_ANNOTATION, configmap_names, is_mirror, secret_names
+from app.k8s.pod_references import MIRROR_POD_ANNOTATION, is_mirror
 
 # Split out of the f-string only to keep a SQL-injection linter from misreading "update ... set".
 STATUS_NOT_BOUND = "can only update pod status for pods with spec.nodeName set to itself"
@@ -88,27 +89,13 @@ def _check_mirror_pod(pod: Mapping[str, Any], node: str) -> None:
 
 
 def _check_pod_references(pod: Mapping[str, Any], node: str) -> None:
-    """After the UID lookup: a mirror pod may reference no other API object."""
-    pod_spec = spec(pod)
-    q = go_quote(node)
-    if get_str(pod_spec, "serviceAccountName", "spec"):
-        raise Forbidden(f"node {q} can not create pods that reference a service account")
-    # Upstream stops at the first visited name, empty or not: presence is what counts.
-    if next(secret_names(pod_spec), None) is not None:
-        raise Forbidden(f"node {q} can not create pods that reference secrets")
-    if next(configmap_names(pod_spec), None) is not None:
-        raise Forbidden(f"node {q} can not create pods that reference configmaps")
-    volumes = list(iter_objects(pod_spec, "volumes", "spec"))
-    for path, volume in volumes:
-        projected = get_map(volume, "projected", path)
-        if projected is None:
-            continue
-        for source_path, source in iter_objects(projected, "sources", f"{path}.projected"):
-            if get_map(source, "clusterTrustBundle", source_path) is not None:
-                raise Forbidden(f"node {q} can not create pods that reference clustertrustbundles")
-    for path, volume in volumes:
-        if get_map(volume, "persistentVolumeClaim", path) is not None:
-            raise Forbidden(f"node {q} can not create pods that reference persistentvolumeclaims")
+    """After the UID lookup: a mirror pod may reference no other API object (``HasAPIObjectReference``)."""
+    try:
+        resource = api_object_reference(spec(pod))
+    except UnknownVolumeSource as err:
+        raise Forbidden(f"error checking mirror pod for API references: {err}") from None
+    if resource is not None:
+        raise Forbidden(f"node {go_quote(node)} can not create pods that reference {resource}")
 
 
 def _admit_delete(r: AdmissionRequest, node: str, lookups: AdmissionLookups) -> None:
@@ -138,8 +125,21 @@ def _claim_statuses(pod: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     return out
 
 
+def _extended_claim_status(pod: Mapping[str, Any]) -> tuple[str, list[tuple[str, str, str]]] | None:
+    """``status.extendedResourceClaimStatus`` as upstream compares it: absent differs from ``{}``."""
+    path = "status.extendedResourceClaimStatus"
+    extended = get_map(get_map(pod, "status", "") or {}, "extendedResourceClaimStatus", "status")
+    if extended is None:
+        return None
+    mappings = [
+        (get_str(m, "containerName", p), get_str(m, "resourceName", p), get_str(m, "requestName", p))
+        for p, m in iter_objects(extended, "requestMappings", path, nulls_as_empty=True)
+    ]
+    return get_str(extended, "resourceClaimName", path), mappings
+
+
 def _admit_status(r: AdmissionRequest, node: str) -> None:
-    """pods/status UPDATE: bound to the node, labels unchanged, resource claim statuses unchanged."""
+    """pods/status UPDATE: bound to the node; labels, resource claim statuses and the extended one unchanged."""
     q = go_quote(node)
     if r.operation != "UPDATE":
         raise Forbidden(f"unexpected operation {go_quote(r.operation)}")
@@ -151,6 +151,8 @@ def _admit_status(r: AdmissionRequest, node: str) -> None:
         raise Forbidden(f"node {q} cannot update labels through pod status")
     if _claim_statuses(old) != _claim_statuses(new):
         raise Forbidden(f"node {q} cannot update resource claim statues")  # sic, upstream's spelling
+    if _extended_claim_status(old) != _extended_claim_status(new):
+        raise Forbidden(f"node {q} cannot update extended resource claim status")
 
 
 def _admit_eviction(r: AdmissionRequest, node: str, lookups: AdmissionLookups) -> None:

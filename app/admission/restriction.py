@@ -15,7 +15,11 @@ Differences forced by running as a webhook over nodeauthz's store:
   current copy) and looks it up only when that is absent.
 - ServiceAccountNodeAudienceRestriction needs pod volumes and CSIDriver objects
   the store does not hold: see ``AudiencePolicy``.
-- podcertificaterequests are admitted: upstream's rules were not available to read.
+- podcertificaterequests: the checks the request answers, then a refusal, because
+  the store cannot yet confirm the pod's service account (``pod_certificate_requests``).
+- Upstream's 1.33+ fixes that need only the request are in: node ownerReferences
+  (CVE-2025-5187), mirror pods' API references (``app.k8s.api_references``) and
+  the extended resource claim status.
 - A walked field of the wrong JSON type refuses with ``malformed object: <path>: ...``.
 """
 
@@ -32,6 +36,7 @@ from app.admission.nodes import admit_node
 from app.admission.objects import Rule
 from app.admission.options import DEFAULT_OPTIONS, AdmissionOptions
 from app.admission.persistent_volume_claims import admit_pvc
+from app.admission.pod_certificate_requests import admit_pod_certificate_request
 from app.admission.pods import admit_pod
 from app.admission.resource_slices import admit_resource_slice
 from app.admission.review import AdmissionRequest, parse_admission_review
@@ -50,6 +55,7 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("storage.k8s.io", "csinodes"): admit_csinode,
     ("resource.k8s.io", "resourceslices"): admit_resource_slice,
     ("certificates.k8s.io", "certificatesigningrequests"): admit_csr,
+    ("certificates.k8s.io", "podcertificaterequests"): admit_pod_certificate_request,
 }
 
 

@@ -8,16 +8,16 @@ path from this object to this node?"); ``resolve`` turns the answer into a
 Upstream never returns Deny: every refusal is NoOpinion (``allowed=False``), so
 later authorizers in the API server's chain may still allow the request.
 
-Keyword flags follow upstream feature gates; the defaults are Kubernetes 1.34's:
-- ``authorize_with_selectors`` (AuthorizeNodeWithSelectors, GA in 1.34): pods and
-  nodes are subdivided and ResourceSlice list/watch/deletecollection need a
-  ``spec.nodeName`` field selector. Off: pods/nodes use the static rules and
-  slice list/watch/deletecollection is allowed unfiltered.
-- ``pod_certificate_requests`` (PodCertificateRequest, alpha and off in 1.34).
-- ``service_account_get`` (KubeletServiceAccountTokenForCredentialProviders, beta
-  and on in 1.34): ``get`` of a service account used by a pod on the node.
-- ``cluster_trust_bundles`` (ClusterTrustBundle projection, beta and off in 1.34):
-  adds the clustertrustbundles read rule to the static rules.
+Upstream feature gates come in as ``FeatureGates`` (``app.k8s.feature_gates``,
+defaults of the newest Kubernetes release):
+- AuthorizeNodeWithSelectors (GA and locked on since 1.34): pods and nodes are
+  subdivided and ResourceSlice list/watch/deletecollection need a
+  ``spec.nodeName`` field selector. Off (releases before 1.32 only): pods/nodes
+  use the static rules and slice list/watch/deletecollection is allowed unfiltered.
+- PodCertificateRequest: the podcertificaterequests rules; off, no opinion.
+- KubeletServiceAccountTokenForCredentialProviders (or PodCertificateRequest):
+  ``get`` of a service account used by a pod on the node.
+- ClusterTrustBundleProjection: adds the clustertrustbundles read rule to the static rules.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from app.authz.static_rules import node_rules, rules_allow
+from app.k8s import feature_gates as fg
 from app.k8s import kinds
 from app.k8s.attributes import RequestAttributes, node_identity
+from app.k8s.feature_gates import DEFAULT_GATES, FeatureGates
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 # The field a node must select on (upstream: ResourceSliceSelectorNodeName and the
@@ -269,14 +271,7 @@ _SUBDIVIDED: dict[tuple[str, str], _Handler] = {
 }
 
 
-def decide(
-    attrs: RequestAttributes,
-    *,
-    authorize_with_selectors: bool = True,
-    pod_certificate_requests: bool = False,
-    service_account_get: bool = True,
-    cluster_trust_bundles: bool = False,
-) -> Decision | PathQuery:
+def decide(attrs: RequestAttributes, gates: FeatureGates = DEFAULT_GATES) -> Decision | PathQuery:
     """Decide ``attrs``, or say which graph question decides it (see module docstring)."""
     node, is_node = node_identity(attrs.user, attrs.groups)
     if not is_node:
@@ -287,32 +282,29 @@ def decide(
     if attrs.resource_request:
         handler = _SUBDIVIDED.get((attrs.api_group, attrs.resource))
         if handler is not None:
-            gates = _Gates(authorize_with_selectors, pod_certificate_requests, service_account_get)
-            result = handler(node, attrs, gates)
+            result = handler(node, attrs, _gates(gates))
             if result is not None:
                 return result
-    if rules_allow(attrs, node_rules(cluster_trust_bundles=cluster_trust_bundles)):
+    if rules_allow(
+        attrs, node_rules(cluster_trust_bundles=gates.enabled(fg.CLUSTER_TRUST_BUNDLE_PROJECTION))
+    ):
         return ALLOW
     return NO_OPINION
 
 
+def _gates(gates: FeatureGates) -> _Gates:
+    return _Gates(
+        gates.enabled(fg.AUTHORIZE_NODE_WITH_SELECTORS),
+        gates.enabled(fg.POD_CERTIFICATE_REQUEST),
+        gates.enabled(fg.KUBELET_SA_TOKEN_FOR_CREDENTIAL_PROVIDERS),
+    )
+
+
 def decide_sync(
-    attrs: RequestAttributes,
-    has_path: Callable[[PathQuery], bool],
-    *,
-    authorize_with_selectors: bool = True,
-    pod_certificate_requests: bool = False,
-    service_account_get: bool = True,
-    cluster_trust_bundles: bool = False,
+    attrs: RequestAttributes, has_path: Callable[[PathQuery], bool], gates: FeatureGates = DEFAULT_GATES
 ) -> Decision:
     """``decide`` then, if needed, ``resolve`` with ``has_path``. Its exceptions propagate."""
-    result = decide(
-        attrs,
-        authorize_with_selectors=authorize_with_selectors,
-        pod_certificate_requests=pod_certificate_requests,
-        service_account_get=service_account_get,
-        cluster_trust_bundles=cluster_trust_bundles,
-    )
+    result = decide(attrs, gates)
     if isinstance(result, PathQuery):
         return resolve(result, has_path(result))
     return result

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.admission.options import AdmissionOptions
 from app.admission.restriction import check_admission_bytes
 from app.admission.review import AdmissionError
 from app.cli.errors import UsageError
-from app.cli.options import database_url
+from app.cli.options import add_gates_flags, settings_from_args
 from app.graph.database import make_read_engine
 from app.graph.lookups import StoreLookups
 
@@ -20,6 +21,7 @@ def register(subparsers: Any) -> None:
         "check-admission", help="run a saved AdmissionReview (or -) through NodeRestriction"
     )
     p.add_argument("file", metavar="FILE")
+    add_gates_flags(p)
     p.set_defaults(func=cmd_check_admission)
 
 
@@ -28,9 +30,11 @@ def cmd_check_admission(args: argparse.Namespace) -> int:
         body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         raise UsageError(f"{args.file}: cannot read: {exc.strerror or exc}") from exc
-    engine = make_read_engine(database_url(args))
+    settings = settings_from_args(args)
+    options = AdmissionOptions.from_gates(settings.feature_gates)
+    engine = make_read_engine(settings.database_url)
     try:
-        verdict, described = check_admission_bytes(body, StoreLookups(engine))
+        verdict, described = check_admission_bytes(body, StoreLookups(engine), options)
     except AdmissionError as exc:
         raise UsageError(f"{args.file}: {exc}") from exc
     finally:

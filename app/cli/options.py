@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -12,6 +15,14 @@ from app.graph.database import make_read_engine, resolve_url
 from app.graph.migrations import SchemaNotCurrent, require_current_schema
 from app.ha.elected_writer import WriterOptions
 from app.ha.lease import unique_holder
+from app.k8s.feature_gates import (
+    AUTHORIZE_NODE_WITH_SELECTORS,
+    NEWEST_RELEASE,
+    FeatureGateError,
+    FeatureGates,
+    describe_gates,
+    parse_feature_gates,
+)
 from app.k8s.watched_resources import RESOURCE_NAMES
 from app.web.settings import Settings, parse_bool
 
@@ -41,18 +52,59 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def add_selectors_flag(parser: argparse.ArgumentParser) -> None:
+def add_gates_flags(parser: argparse.ArgumentParser) -> None:
+    """``--feature-gates`` and its deprecated predecessor, on every command that decides."""
+    parser.add_argument(
+        "--feature-gates", metavar="NAME=BOOL,...", default=None,
+        help="upstream feature gates, as kube-apiserver takes them (env NODEAUTHZ_FEATURE_GATES); "
+        f"unset gates take Kubernetes {NEWEST_RELEASE}'s defaults, listed below",
+    )  # fmt: skip
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        f"feature gates (--feature-gates), with Kubernetes {NEWEST_RELEASE}'s defaults:\n{describe_gates()}"
+    )
     parser.add_argument(
         "--authorize-with-selectors", metavar="true|false", default=None,
-        help="the AuthorizeNodeWithSelectors gate (default true; env NODEAUTHZ_AUTHORIZE_WITH_SELECTORS)",
+        help="deprecated: use --feature-gates AuthorizeNodeWithSelectors=BOOL",
     )  # fmt: skip
+
+
+def feature_gates_from_args(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> FeatureGates | None:
+    """The gates the flags set, on top of ``NODEAUTHZ_FEATURE_GATES``; None when no flag was given.
+
+    ``--authorize-with-selectors`` still works for one release, with a warning;
+    ``--feature-gates`` wins over it. Bad values fail with upstream's text.
+    """
+    text: str | None = getattr(args, "feature_gates", None)
+    alias: str | None = getattr(args, "authorize_with_selectors", None)
+    if text is None and alias is None:
+        return None
+    env = os.environ if env is None else env
+    parts = [env.get(Settings.env_name("feature_gates"), "")]
+    if alias is not None:
+        print(
+            "nodeauthz: warning: --authorize-with-selectors is deprecated and will be removed in the next "
+            f"release; use --feature-gates {AUTHORIZE_NODE_WITH_SELECTORS}={alias}",
+            file=sys.stderr,
+        )
+        try:
+            parts.append(f"{AUTHORIZE_NODE_WITH_SELECTORS}={str(parse_bool(alias)).lower()}")
+        except ValueError as exc:
+            raise CommandError(f"--authorize-with-selectors: {exc}") from None
+    parts.append(text or "")
+    try:
+        return parse_feature_gates(",".join(parts))
+    except FeatureGateError as exc:
+        raise CommandError(f"--feature-gates: {exc}") from None
 
 
 def add_serving_flags(parser: argparse.ArgumentParser) -> None:
     """What ``serve`` and ``run`` both take: where and how the webhook listens."""
     parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="listen port (default 8443)")
-    add_selectors_flag(parser)
+    add_gates_flags(parser)
     parser.add_argument("--tls-cert", help="server certificate (PEM); without it, plain HTTP")
     parser.add_argument("--tls-key", help="server private key (PEM)")
     parser.add_argument(
@@ -113,15 +165,6 @@ def parse_resources(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _bool_flag(text: str | None) -> bool | None:
-    if text is None:
-        return None
-    try:
-        return parse_bool(text)
-    except ValueError as exc:
-        raise UsageError(f"--authorize-with-selectors: {exc}") from None
-
-
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     """Settings from the flags this command has, then the environment, then defaults."""
     flags = {
@@ -139,12 +182,14 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     }
     values: dict[str, Any] = {
         "database_url": args.database_url,
-        "authorize_with_selectors": _bool_flag(getattr(args, "authorize_with_selectors", None)),
+        "feature_gates": feature_gates_from_args(args),
         "log_level": args.log_level,
         **flags,
         **extra,
     }
     try:
         return Settings.from_env(**values)
+    except FeatureGateError as exc:  # from NODEAUTHZ_FEATURE_GATES; the message names it
+        raise CommandError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None

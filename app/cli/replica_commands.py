@@ -34,8 +34,9 @@ def register(subparsers: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     url = database_url(args)
     options = writer_options(args, url)
-    require_schema(url)
+    # Flags first: a bad flag is reported without touching the database.
     settings = settings_from_args(
         args, database_url=url, require_synced=required_resources(options.resources)
     )
+    require_schema(url)
     return run_replica(settings, options)

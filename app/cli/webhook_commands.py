@@ -10,7 +10,7 @@ from importlib import resources
 from typing import Any
 
 from app.cli.errors import CommandError, UsageError
-from app.cli.options import add_selectors_flag, add_serving_flags, settings_from_args
+from app.cli.options import add_gates_flags, add_serving_flags, settings_from_args
 from app.graph.database import make_engine
 from app.graph.fence import fixed_fence
 from app.graph.migrations import upgrade
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         help="e.g. spec.nodeName=node-1 (=, == or !=; comma-separated or repeated)",
     )  # fmt: skip
     check.add_argument("--path", help="a non-resource URL, e.g. /healthz (instead of --resource)")
-    add_selectors_flag(check)
+    add_gates_flags(check)
     check.set_defaults(func=_check)
 
     demo = subparsers.add_parser("demo", help="load a small sample cluster into the database and serve it")
@@ -126,7 +126,7 @@ async def _check_async(attrs: RequestAttributes, settings: Settings) -> tuple[bo
 
     try:
         decision = await decide_with_graph(
-            attrs, get_reader, authorize_with_selectors=settings.authorize_with_selectors
+            attrs, get_reader, gates=settings.feature_gates, timeout=settings.check_timeout
         )
     finally:
         for reader in opened:

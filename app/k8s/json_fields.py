@@ -82,6 +82,14 @@ def get_str_list(obj: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]
     return tuple(value)
 
 
+def get_optional_bool(obj: Mapping[str, Any], key: str, path: str) -> bool | None:
+    """``obj[key]`` as Go's ``*bool``: None when absent or null, so ``false`` and unset differ."""
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise FieldError(join(path, key), "boolean", json_type(value))
+
+
 def get_bool(obj: Mapping[str, Any], key: str, path: str) -> bool:
     """``obj[key]`` as a boolean, False when absent or null."""
     value = obj.get(key)
@@ -92,8 +100,15 @@ def get_bool(obj: Mapping[str, Any], key: str, path: str) -> bool:
     return value
 
 
-def iter_objects(obj: Mapping[str, Any], key: str, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Yield ``(item path, item)`` for a list of objects; null items are skipped (empty, as in Go)."""
+def iter_objects(
+    obj: Mapping[str, Any], key: str, path: str, *, nulls_as_empty: bool = False
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Yield ``(item path, item)`` for a list of objects.
+
+    A null item decodes to Go's zero value: skipped by default (it holds no
+    reference), or yielded as ``{}`` with ``nulls_as_empty`` where the zero
+    value itself means something (an unknown volume type, a list's length).
+    """
     value = obj.get(key)
     if value is None:
         return
@@ -102,6 +117,8 @@ def iter_objects(obj: Mapping[str, Any], key: str, path: str) -> Iterator[tuple[
     base = join(path, key)
     for i, item in enumerate(value):
         if item is None:
+            if nulls_as_empty:
+                yield f"{base}[{i}]", {}
             continue
         if type(item) is not dict and not isinstance(item, Mapping):
             raise FieldError(f"{base}[{i}]", "object", json_type(item))

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.admission.options import DEFAULT_OPTIONS, AdmissionOptions
 from app.admission.restriction import admit, describe_request
 from app.admission.review import (
     MAX_ADMISSION_REVIEW_BYTES,
@@ -35,12 +36,14 @@ def admission_failed(exc: BaseException) -> Verdict:
     return Verdict(False, f"nodeauthz: admission check failed: {type(exc).__name__}", code=500)
 
 
-def make_admit_endpoint(engine: Engine, timeout: float) -> Callable[[Request], Awaitable[Response]]:
+def make_admit_endpoint(
+    engine: Engine, timeout: float, options: AdmissionOptions = DEFAULT_OPTIONS
+) -> Callable[[Request], Awaitable[Response]]:
     lookups = StoreLookups(engine)
 
     def decide(request: AdmissionRequest) -> Verdict:
         try:
-            return admit(request, lookups)
+            return admit(request, lookups, options)
         except Exception as exc:  # noqa: BLE001 - fail closed, with the cause in the log
             LOG.error(
                 "admission check failed for %s: %s: %s", describe_request(request), type(exc).__name__, exc

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.admission.options import AdmissionOptions
 from app.graph.database import make_read_engine
 from app.graph.reach import Reader
 from app.ha.readiness import ReadinessReport, check_readiness_async
@@ -79,13 +80,16 @@ def create_app(
     routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
     if not health_only:  # the plain-HTTP probe listener must never answer a review
         authorize = make_authorize_endpoint(
-            slot.get,
-            authorize_with_selectors=settings.authorize_with_selectors,
-            timeout=settings.check_timeout,
+            slot.get, gates=settings.feature_gates, timeout=settings.check_timeout
         )
+        admission_options = AdmissionOptions.from_gates(settings.feature_gates)
         routes += [
             Route("/authorize", authorize, methods=["POST"]),
-            Route("/admit", make_admit_endpoint(read_engine, settings.check_timeout), methods=["POST"]),
+            Route(
+                "/admit",
+                make_admit_endpoint(read_engine, settings.check_timeout, admission_options),
+                methods=["POST"],
+            ),
         ]
     return Starlette(routes=routes, lifespan=lifespan)
 

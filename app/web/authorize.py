@@ -23,6 +23,7 @@ from app.authz.subject_access_review import MAX_REVIEW_BYTES, ReviewError, parse
 from app.graph.reach import DepthBoundHit, Reach, Reader
 from app.graph.readers import DEFAULT_READ_TIMEOUT_S
 from app.k8s.attributes import RequestAttributes, node_identity
+from app.k8s.feature_gates import FeatureGates
 from app.web.bodies import BodyRefused, json_response, read_capped
 
 AUDIT = logging.getLogger("nodeauthz.audit")
@@ -74,7 +75,7 @@ async def decide_with_graph(
     attrs: RequestAttributes,
     get_reader: Callable[[], Awaitable[Reader]],
     *,
-    authorize_with_selectors: bool,
+    gates: FeatureGates,
     timeout: float = DEFAULT_READ_TIMEOUT_S,
 ) -> Decision:
     """The decision for ``attrs``; failures become a not-allowed decision, never an exception.
@@ -83,7 +84,7 @@ async def decide_with_graph(
     The graph's answer (opening the reader included) must come within ``timeout`` seconds.
     """
     try:
-        result = decide(attrs, authorize_with_selectors=authorize_with_selectors)
+        result = decide(attrs, gates)
         if isinstance(result, Decision):
             return result
         query: PathQuery = result
@@ -108,16 +109,14 @@ async def decide_with_graph(
 
 
 def make_authorize_endpoint(
-    get_reader: Callable[[], Awaitable[Reader]], *, authorize_with_selectors: bool, timeout: float
+    get_reader: Callable[[], Awaitable[Reader]], *, gates: FeatureGates, timeout: float
 ) -> Endpoint:
     async def authorize(request: Request) -> Response:
         try:
             review = parse_review(await read_capped(request, MAX_REVIEW_BYTES))
         except (ReviewError, BodyRefused) as exc:
             return json_response({"error": str(exc)}, 400)
-        decision = await decide_with_graph(
-            review.attributes, get_reader, authorize_with_selectors=authorize_with_selectors, timeout=timeout
-        )
+        decision = await decide_with_graph(review.attributes, get_reader, gates=gates, timeout=timeout)
         audit(review.attributes, decision)
         return json_response(render_response(review.api_version, decision))
 

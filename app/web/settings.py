@@ -20,6 +20,7 @@ from typing import Any
 
 from app.graph.database import resolve_url
 from app.graph.readers import DEFAULT_READ_TIMEOUT_S
+from app.k8s.feature_gates import DEFAULT_GATES, FeatureGates, parse_feature_gates
 
 ENV_PREFIX = "NODEAUTHZ_"
 DEFAULT_POOL_SIZE = 10  # PostgreSQL reader connections per worker
@@ -45,7 +46,7 @@ def _format(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, tuple):
         return ",".join(value)
-    return str(value)
+    return str(value)  # FeatureGates: the --feature-gates text
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ class Settings:
     database_url: str
     host: str = "127.0.0.1"
     port: int = 8443
-    # The AuthorizeNodeWithSelectors gate (on in Kubernetes 1.34).
-    authorize_with_selectors: bool = True
+    # Upstream feature gates (``--feature-gates``); unset ones take the newest release's defaults.
+    feature_gates: FeatureGates = DEFAULT_GATES
     tls_cert: str | None = None
     tls_key: str | None = None
     # When set, clients (the API server) must present a certificate signed by it.
@@ -110,8 +111,8 @@ class Settings:
         env: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is not None and value != ():
-                env[self.env_name(f.name)] = _format(value)
+            if value is not None and (text := _format(value)):
+                env[self.env_name(f.name)] = text
         return env
 
     @classmethod
@@ -127,8 +128,8 @@ class Settings:
             if text is not None:
                 try:
                     values[name] = parse(text)
-                except ValueError as exc:
-                    raise ValueError(f"{cls.env_name(name)}: {exc}") from None
+                except ValueError as exc:  # keeps its class: a FeatureGateError stays one
+                    raise type(exc)(f"{cls.env_name(name)}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["database_url"] = resolve_url(
             str(values["database_url"]) if "database_url" in values else None
@@ -146,6 +147,8 @@ def _parser(annotation: Any) -> Callable[[str], object]:
         return int
     if annotation is float:
         return float
+    if annotation is FeatureGates:
+        return parse_feature_gates
     if typing.get_origin(annotation) is tuple:
         return _parse_list
     return str

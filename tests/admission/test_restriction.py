@@ -288,7 +288,7 @@ def test_mirror_pod_create_without_node_record_is_not_found() -> None:
 @pytest.mark.parametrize(
     ("spec", "what"),
     [
-        ({"serviceAccountName": "default"}, "a service account"),
+        ({"serviceAccountName": "default"}, "serviceaccounts"),
         ({"volumes": [{"name": "v", "secret": {"secretName": "s"}}]}, "secrets"),
         ({"imagePullSecrets": [{"name": "regcred"}]}, "secrets"),
         (
@@ -926,17 +926,7 @@ def test_csr_rule_scope() -> None:
     assert_allowed(csr_review(pem_csr("system:node:othernode"), CLIENT, operation="UPDATE"))
 
 
-# ---- not restricted here -------------------------------------------------------------------
-
-
-def test_podcertificaterequests_are_admitted() -> None:
-    pcr = {
-        "apiVersion": "certificates.k8s.io/v1beta1",
-        "kind": "PodCertificateRequest",
-        "metadata": {"name": "p", "namespace": "ns"},
-        "spec": {"signerName": "example.com/foo", "podName": "otherpod", "nodeName": "othernode"},
-    }
-    assert_allowed(review("CREATE", "podcertificaterequests", name="p", namespace="ns", obj=pcr))
+# ---- malformed input -----------------------------------------------------------------------
 
 
 def test_malformed_object_is_refused_not_crashed() -> None:

@@ -8,6 +8,11 @@ import pytest
 
 from app.authz.node_authorizer import ALLOW, NO_OPINION, Decision, PathQuery, decide, decide_sync, resolve
 from app.k8s.attributes import FieldRequirement, RequestAttributes, node_identity
+from app.k8s.feature_gates import DEFAULT_GATES
+from app.k8s.feature_gates import parse_feature_gates as gates
+
+# AuthorizeNodeWithSelectors is locked on since 1.34; its off path is upstream's before 1.32.
+OLD_RELEASE_NO_SELECTORS = DEFAULT_GATES.with_gate("AuthorizeNodeWithSelectors", False)
 
 NODE = "node0"
 NODES = ("system:nodes", "system:authenticated")
@@ -412,7 +417,7 @@ SELECTORS_OFF = [
 def test_decide_without_selector_authorization(
     attrs: RequestAttributes, expected: Decision | PathQuery
 ) -> None:
-    assert decide(attrs, authorize_with_selectors=False) == expected
+    assert decide(attrs, OLD_RELEASE_NO_SELECTORS) == expected
 
 
 PCR = "podcertificaterequests"
@@ -448,29 +453,30 @@ PCR_ON = [
 def test_pod_certificate_requests_when_enabled(
     attrs: RequestAttributes, expected: Decision | PathQuery
 ) -> None:
-    assert decide(attrs, pod_certificate_requests=True) == expected
+    assert decide(attrs) == expected  # on by default since 1.37
 
 
 @pytest.mark.parametrize("verb", ["create", "get", "list"])
-def test_pod_certificate_requests_off_by_default_fall_to_static_rules(verb: str) -> None:
+def test_pod_certificate_requests_gate_off_falls_to_static_rules(verb: str) -> None:
     attrs = ra(verb, PCR, CERT, ns="ns0", name="r0" if verb == "get" else "", fs=ON_NODE0)
-    assert decide(attrs) == NO_OPINION
+    assert decide(attrs, gates("PodCertificateRequest=false")) == NO_OPINION
 
 
 def test_service_account_get_gate() -> None:
     get_sa = ra("get", "serviceaccounts", ns="ns0", name="sa0")
-    assert decide(get_sa, service_account_get=False) == no("not allowed to get service accounts")
+    both_off = gates("KubeletServiceAccountTokenForCredentialProviders=false,PodCertificateRequest=false")
+    assert decide(get_sa, both_off) == no("not allowed to get service accounts")
     # Upstream: allowed under KubeletServiceAccountTokenForCredentialProviders or PodCertificateRequest.
-    both = decide(get_sa, service_account_get=False, pod_certificate_requests=True)
-    assert both == pq("serviceaccount", "ns0", "sa0")
+    one_on = gates("KubeletServiceAccountTokenForCredentialProviders=false")
+    assert decide(get_sa, one_on) == pq("serviceaccount", "ns0", "sa0")
     token = ra("create", "serviceaccounts", ns="ns0", name="sa0", sub="token")
-    assert decide(token, service_account_get=False) == pq("serviceaccount", "ns0", "sa0")
+    assert decide(token, both_off) == pq("serviceaccount", "ns0", "sa0")
 
 
 def test_cluster_trust_bundles_gate() -> None:
     attrs = ra("watch", "clustertrustbundles", CERT)
     assert decide(attrs) == NO_OPINION
-    assert decide(attrs, cluster_trust_bundles=True) == ALLOW
+    assert decide(attrs, gates("ClusterTrustBundleProjection=true")) == ALLOW
 
 
 def test_resolve_texts() -> None:
@@ -494,7 +500,7 @@ def test_decide_sync_asks_the_graph_only_when_needed() -> None:
     denied = decide_sync(ra("get", "secrets", ns="ns0", name="theirs"), has_path)
     assert denied == no("no relationship found between node 'node0' and this object")
     assert decide_sync(ra("get", "services"), has_path) == ALLOW
-    assert decide_sync(ra("list", "pods"), has_path, authorize_with_selectors=False) == ALLOW
+    assert decide_sync(ra("list", "pods"), has_path, OLD_RELEASE_NO_SELECTORS) == ALLOW
     assert [q.name for q in asked] == ["mine", "theirs"]
 
 

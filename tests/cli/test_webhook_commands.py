@@ -18,6 +18,7 @@ from app.cli.main import main
 from app.cli.webhook_commands import parse_field_selector
 from app.graph.store import GraphStore
 from app.k8s.attributes import FieldRequirement
+from app.k8s.feature_gates import DEFAULT_GATES, FeatureGateError, parse_feature_gates
 from app.web.settings import Settings
 from tests.web.test_authorize import load_sample
 
@@ -52,7 +53,8 @@ def test_check_field_selectors(loaded: str, capsys: pytest.CaptureFixture[str]) 
     assert (code, out) == (1, "no - can only list/watch pods with spec.nodeName field selector")
     slices = ["--verb", "watch", "--api-group", "resource.k8s.io", "--resource", "resourceslices"]
     assert run(capsys, loaded, *NODE_A, *slices)[0] == 1
-    assert run(capsys, loaded, *NODE_A, *slices, "--authorize-with-selectors", "false") == (0, "yes")
+    # The deprecated alias still parses, but the gate is locked on (GA since 1.34).
+    assert run(capsys, loaded, *NODE_A, *slices, "--authorize-with-selectors", "false")[0] == 2
     # metadata.name= on a list names the object, as the API server does: then the graph decides.
     by_name = ["--field-selector", "metadata.name=web-7d4b9-x2k8f", "--namespace", "shop"]
     assert run(capsys, loaded, *NODE_A, *pods, *by_name) == (0, "yes")
@@ -123,16 +125,25 @@ def test_settings_validation_and_env_round_trip() -> None:
     settings = Settings(
         database_url="sqlite:///x.db",
         port=9443,
-        authorize_with_selectors=False,
+        feature_gates=parse_feature_gates("PodCertificateRequest=false,ClusterTrustBundleProjection=true"),
         tls_cert="c.pem",
         tls_key="k.pem",
         tls_client_ca="ca.pem",
         pool_size=3,
     )
     assert Settings.from_env(settings.to_env()) == settings
-    env = {"NODEAUTHZ_AUTHORIZE_WITH_SELECTORS": "false", "NODEAUTHZ_DATABASE_URL": "sqlite:///y.db"}
-    assert Settings.from_env(env).authorize_with_selectors is False
-    assert Settings.from_env(env, authorize_with_selectors=True).authorize_with_selectors is True
+    assert settings.to_env()["NODEAUTHZ_FEATURE_GATES"] == (
+        "ClusterTrustBundleProjection=true,PodCertificateRequest=false"
+    )
+    assert "NODEAUTHZ_FEATURE_GATES" not in Settings(database_url="sqlite:///x.db").to_env()
+    env = {
+        "NODEAUTHZ_FEATURE_GATES": "PodCertificateRequest=false",
+        "NODEAUTHZ_DATABASE_URL": "sqlite:///y.db",
+    }
+    assert Settings.from_env(env).feature_gates.enabled("PodCertificateRequest") is False
+    assert Settings.from_env(env, feature_gates=DEFAULT_GATES).feature_gates.enabled("PodCertificateRequest")
+    with pytest.raises(FeatureGateError, match="^NODEAUTHZ_FEATURE_GATES: unrecognized feature gate: Nope$"):
+        Settings.from_env({"NODEAUTHZ_FEATURE_GATES": "Nope=true"})
 
 
 def _free_port() -> int:

@@ -148,3 +148,77 @@ def test_check_admission_cli(database_url: str, store: GraphStore, tmp_path: Pat
     assert refused.returncode == 1 and "does not match the UID in record" in refused.stdout
     (tmp_path / "junk.json").write_text("[]")
     assert run(str(tmp_path / "junk.json")).returncode == 2
+
+
+# ---- upstream 1.33+ security fixes, end to end ------------------------------------------------
+
+
+def test_node_may_not_add_an_owner_reference_to_itself(client: TestClient) -> None:
+    # CVE-2025-5187: `kubectl patch node` by the kubelet's credentials, as the apiserver reviews it.
+    old = builders.node(NODE, uid=f"{NODE}-uid")
+    new = json.loads(json.dumps(old))
+    new["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "does-not-exist", "uid": "0d6f0c5e"}
+    ]
+    out = post(client, review("UPDATE", "nodes", name=NODE, obj=new, old=old))
+    assert out["allowed"] is False and out["status"]["code"] == 403
+    assert out["status"]["message"] == (
+        'nodes "mynode" is forbidden: node "mynode" is not allowed to modify ownerReferences'
+    )
+    assert post(client, review("UPDATE", "nodes", sub="status", name=NODE, obj=old, old=old))["allowed"]
+
+
+@pytest.mark.parametrize(
+    ("volume", "message"),
+    [
+        (
+            {"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}},
+            'node "mynode" can not create pods that reference serviceaccounts (via projected volumes)',
+        ),
+        (
+            {"name": "data", "csi": {"driver": "secrets-store.csi.k8s.io"}},
+            'node "mynode" can not create pods that reference csidrivers (via CSI volumes)',
+        ),
+        (
+            {"name": "new", "someFutureVolume": {}},
+            'error checking mirror pod for API references: unknown volume type for volume  "new"',
+        ),
+    ],
+)
+def test_mirror_pod_api_references_are_refused(client: TestClient, volume: Any, message: str) -> None:
+    out = post(client, create_mirror(pod("static", mirror=True, volumes=[volume])))
+    assert out["allowed"] is False and out["status"]["code"] == 403
+    assert out["status"]["message"] == f'pods "static" is forbidden: {message}'
+
+
+def test_pod_status_may_not_change_the_extended_resource_claim(client: TestClient) -> None:
+    old = pod("mypod")
+    new = json.loads(json.dumps(old))
+    new["status"]["extendedResourceClaimStatus"] = {
+        "resourceClaimName": "stolen-claim",
+        "requestMappings": [{"containerName": "c", "resourceName": "example.com/gpu", "requestName": "r"}],
+    }
+    body = review("UPDATE", "pods", sub="status", name="mypod", namespace="ns", obj=new, old=old)
+    out = post(client, body)
+    assert out["allowed"] is False
+    assert out["status"]["message"] == (
+        'pods "mypod" is forbidden: node "mynode" cannot update extended resource claim status'
+    )
+
+
+def test_pod_certificate_requests_fail_closed(client: TestClient) -> None:
+    pcr = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "PodCertificateRequest",
+        "metadata": {"name": "web-0-x7k2p", "namespace": "ns"},
+        "spec": {
+            "podName": "mypod",
+            "podUID": "mypod-uid",
+            "nodeName": NODE,
+            "serviceAccountName": "default",
+        },
+    }
+    body = review("CREATE", "podcertificaterequests", name="web-0-x7k2p", namespace="ns", obj=pcr)
+    out = post(client, body)
+    assert out["allowed"] is False and out["status"]["code"] == 403
+    assert out["status"]["message"].endswith("(its store does not hold service accounts); refused")

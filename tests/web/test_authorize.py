@@ -19,6 +19,7 @@ from app.authz.subject_access_review import MAX_REVIEW_BYTES
 from app.graph.derivation import derive, owner_kind
 from app.graph.reach import Reach
 from app.graph.store import GraphStore
+from app.k8s.feature_gates import DEFAULT_GATES
 from app.web.app import create_app
 from app.web.settings import Settings
 
@@ -236,12 +237,21 @@ def test_v1beta1_reads_group_not_groups(client: TestClient) -> None:
     assert status(client, body) == {"allowed": False}
 
 
-def test_selectors_gate_off(database_url: str, store: GraphStore) -> None:
+def test_the_app_reads_its_gates_from_settings(database_url: str, store: GraphStore) -> None:
     load_sample(store)
-    settings = Settings(database_url=database_url, authorize_with_selectors=False)
-    with TestClient(create_app(settings)) as c:
-        got = status(c, review(verb="list", api_group="resource.k8s.io", resource="resourceslices"))
-    assert got == {"allowed": True}
+    list_slices = review(verb="list", api_group="resource.k8s.io", resource="resourceslices")
+    get_pcr = review(verb="create", api_group="certificates.k8s.io", resource="podcertificaterequests")
+    get_pcr["spec"]["resourceAttributes"]["namespace"] = "shop"
+    with TestClient(create_app(Settings(database_url=database_url))) as c:
+        assert status(c, list_slices)["allowed"] is False
+        assert status(c, get_pcr) == {"allowed": True}  # PodCertificateRequest: on by default
+    # Only a pre-1.32 gate set turns selectors off (the gate is locked on since 1.34).
+    old = DEFAULT_GATES.with_gate("AuthorizeNodeWithSelectors", False).with_gate(
+        "PodCertificateRequest", False
+    )
+    with TestClient(create_app(Settings(database_url=database_url, feature_gates=old))) as c:
+        assert status(c, list_slices) == {"allowed": True}
+        assert status(c, get_pcr) == {"allowed": False}
 
 
 def test_audit_line_for_node_refusals_only(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
