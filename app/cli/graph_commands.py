@@ -155,4 +155,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(
             f"  {resource:<24} rv={state['resourceVersion']} by {state['writer']} (epoch {state['epoch']}) at {state['syncedAt']}"
         )
+    unstored: list[dict[str, str]] = stats["unstored"]  # type: ignore[assignment]
+    print(f"set aside (the database refused them; they grant nothing): {len(unstored)}")
+    for item in unstored:
+        where = f"{item['namespace']}/{item['name']}" if item["namespace"] else item["name"]
+        print(
+            f"  {item['kind']} {where} rv={item['resourceVersion']} at {item['setAsideAt']}: {item['reason']}"
+        )
     return 0

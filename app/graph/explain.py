@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections import deque
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
@@ -67,8 +68,14 @@ _SYNC_SQL = text(
 )
 
 
+_UNSTORED_SQL = text(
+    "SELECT kind, namespace, name, resource_version, reason, set_aside_at FROM unstored_objects "
+    "ORDER BY set_aside_at DESC, kind, namespace, name LIMIT 100"
+)
+
+
 def graph_stats(conn: Connection) -> dict[str, object]:
-    """Counts of vertices, objects and edges by kind, and each resource's sync position."""
+    """Counts by kind, each resource's sync position, and the (latest 100) objects set aside."""
     out: dict[str, object] = {
         section: {str(k): int(n) for k, n in conn.execute(sql)} for section, sql in _STATS_SQL.items()
     }
@@ -77,8 +84,23 @@ def graph_stats(conn: Connection) -> dict[str, object]:
             "resourceVersion": r.resource_version,
             "writer": r.writer,
             "epoch": int(r.epoch),
-            "syncedAt": r.synced_at.isoformat() if hasattr(r.synced_at, "isoformat") else str(r.synced_at),
+            "syncedAt": _iso(r.synced_at),
         }
         for r in conn.execute(_SYNC_SQL)
     }
+    out["unstored"] = [
+        {
+            "kind": r.kind,
+            "namespace": r.namespace,
+            "name": r.name,
+            "resourceVersion": r.resource_version,
+            "reason": r.reason,
+            "setAsideAt": _iso(r.set_aside_at),
+        }
+        for r in conn.execute(_UNSTORED_SQL)
+    ]
     return out
+
+
+def _iso(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

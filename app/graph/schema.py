@@ -12,6 +12,7 @@ Reading it with plain SQL:
   the node they are bound to. ``fingerprint`` digests the derived edge set so
   an update that changes nothing is not rewritten.
 - ``sync_state``: per watched resource, the resourceVersion the graph reflects.
+- ``unstored_objects``: watched objects the database refused, set aside (see ``nodeauthz stats``).
 - ``writer_lease``: which replica may write, fenced by ``epoch``.
 
 No secret or configmap contents are stored anywhere: only names.
@@ -43,6 +44,8 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 NAME = 253  # Kubernetes DNS-subdomain limit for names and namespaces
+# Vertex names include derived ones: an ephemeral volume's claim is ``<pod>-<volume>`` (253 + 1 + 63).
+VERTEX_NAME = 512
 KIND = 32
 # Integer PKs: SQLite needs exactly INTEGER for rowid aliasing; PostgreSQL gets BIGINT.
 ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -53,7 +56,7 @@ vertices = Table(
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("kind", String(KIND), nullable=False),
     Column("namespace", String(NAME), nullable=False),
-    Column("name", String(NAME), nullable=False),
+    Column("name", String(VERTEX_NAME), nullable=False),
     UniqueConstraint("kind", "namespace", "name"),
 )
 
@@ -94,6 +97,18 @@ sync_state = Table(
     Column("writer", String(NAME), nullable=False),
     Column("epoch", BigInteger, nullable=False),
     Column("synced_at", DateTime(timezone=True), nullable=False),
+)
+
+# Watched objects the database refused (set aside so they never block the objects after them).
+unstored_objects = Table(
+    "unstored_objects",
+    metadata,
+    Column("kind", String(KIND), primary_key=True),
+    Column("namespace", String(NAME), primary_key=True),
+    Column("name", String(NAME), primary_key=True),
+    Column("resource_version", String(64), nullable=False),
+    Column("reason", String(1024), nullable=False),
+    Column("set_aside_at", DateTime(timezone=True), nullable=False),
 )
 
 writer_lease = Table(

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, select
+from sqlalchemy import Connection, Engine, delete, exists, select, tuple_
 
 from app.graph.derivation import DerivedObject
 from app.graph.dialects import for_engine
 from app.graph.fence import Fence, FenceSource, check_fence_locked
-from app.graph.schema import edges, objects, sync_state, vertices
+from app.graph.schema import edges, objects, sync_state, unstored_objects, vertices
 from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
 
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
@@ -70,6 +70,8 @@ class GraphStore:
         self.engine = engine
         self.fence = fence
         self._dialect = for_engine(engine)
+        # Whether unstored_objects may have rows: only then do writes clear them (None: not looked yet).
+        self._has_unstored: bool | None = None
         # Vertex ids known to be committed; cleared on any failed transaction.
         self._vertex_ids: dict[VertexKey, int] = {}
 
@@ -82,6 +84,7 @@ class GraphStore:
         pending = list(latest.values())
         result = ApplyResult()
         with self._transaction() as (conn, fence):
+            self._clear_unstored_locked(conn, list(latest))
             # Bounded statements even for a 150k-object list: one transaction, many batches.
             for batch in _chunks(pending, APPLY_BATCH):
                 part = self._apply_locked(conn, batch)
@@ -94,7 +97,9 @@ class GraphStore:
     def delete(self, keys: Iterable[VertexKey], *, mark: SyncMark | None = None) -> ApplyResult:
         """Remove objects (keyed by owner kind, namespace, name) and every edge they own."""
         with self._transaction() as (conn, fence):
-            rows = self._existing_locked(conn, list(dict.fromkeys(keys)))
+            wanted = list(dict.fromkeys(keys))
+            self._clear_unstored_locked(conn, wanted)
+            rows = self._existing_locked(conn, wanted)
             result = ApplyResult(deleted=len(rows))
             self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
             if mark is not None:
@@ -105,9 +110,39 @@ class GraphStore:
         with self._transaction() as (conn, fence):
             self._mark_locked(conn, mark, fence)
 
+    def set_aside(self, key: VertexKey, resource_version: str, reason: str) -> None:
+        """An object the database refused: drop what is stored of it and record why, in one transaction.
+
+        Dropping its stored version is the safe side: an update that cannot be stored must not leave
+        the previous version's edges granting access.
+        """
+        with self._transaction() as (conn, _fence):
+            rows = self._existing_locked(conn, [key])
+            self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            values = {
+                "resource_version": resource_version[:64],
+                "reason": reason[:1024],
+                "set_aside_at": datetime.now(UTC),
+            }
+            stmt = self._dialect.insert(unstored_objects).values(
+                kind=key.kind, namespace=key.namespace, name=key.name[:253], **values
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[
+                        unstored_objects.c.kind,
+                        unstored_objects.c.namespace,
+                        unstored_objects.c.name,
+                    ],
+                    set_=values,
+                )
+            )
+        self._has_unstored = True
+
     def forget_cached_ids(self) -> None:
         """Drop cached vertex ids: call when (re)gaining the writer role, another writer may have moved on."""
         self._vertex_ids.clear()
+        self._has_unstored = None
 
     def owned_keys(self, kind: str) -> set[VertexKey]:
         """Every stored object of one owner kind: what a re-list reconciles against."""
@@ -125,6 +160,16 @@ class GraphStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
+
+    def _clear_unstored_locked(self, conn: Connection, keys: Sequence[VertexKey]) -> None:
+        """An object stored or deleted now is no longer set aside (a no-op while none is)."""
+        if self._has_unstored is None:
+            self._has_unstored = conn.execute(select(unstored_objects.c.kind).limit(1)).first() is not None
+        if not self._has_unstored or not keys:
+            return
+        t = unstored_objects.c
+        for chunk in _chunks(keys):
+            conn.execute(delete(unstored_objects).where(tuple_(t.kind, t.namespace, t.name).in_(list(chunk))))
 
     def _mark_locked(self, conn: Connection, mark: SyncMark, fence: Fence) -> None:
         values = {

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from app.graph.derivation import DerivedObject, InvalidObject, derive
 from app.graph.fence import LeaseLost
 from app.graph.store import GraphStore, SyncMark
@@ -35,6 +37,8 @@ from app.sync.informer import Informer, InformerConfig
 log = logging.getLogger(__name__)
 
 APPLY_BATCH = 500  # objects per list transaction
+# What the database says about data it will not hold; anything else (connection, lock) is retried.
+REFUSED_DATA = (DataError, IntegrityError)
 LAG_SAMPLES = 10_000
 
 
@@ -69,6 +73,7 @@ class SyncWorker:
         self._seen: dict[str, set[VertexKey]] = {}
         self._listed: set[str] = set()
         self._current: set[str] = set()  # resources whose sync mark this worker has written
+        self.set_aside = 0  # objects the database refused (see unstored_objects)
         self._discovered = False
         self._write_lock = threading.Lock()
         self._lost: str | None = None  # why the lease was lost (the message only: no frames kept)
@@ -187,7 +192,7 @@ class SyncWorker:
                     seen.add(key)
         with self._writing():
             for start in range(0, len(derived), APPLY_BATCH):
-                self.store.apply(derived[start : start + APPLY_BATCH])
+                self._apply(resource, derived[start : start + APPLY_BATCH])
 
     def list_finished(self, resource: str, resource_version: str) -> None:
         kind = self._kinds[resource]
@@ -215,7 +220,7 @@ class SyncWorker:
         mark = SyncMark(resource, resource_version)
         with self._writing():
             if upserts:
-                self.store.apply(upserts, mark=None if deletes else mark)
+                self._apply(resource, upserts, mark=None if deletes else mark)
             if deletes:
                 self.store.delete(deletes, mark=mark)
             if not upserts and not deletes:
@@ -225,6 +230,33 @@ class SyncWorker:
         if events:
             with self._lag_lock:
                 self._lags.extend(now - e.arrived for e in events)
+
+    def _apply(self, resource: str, items: list[DerivedObject], *, mark: SyncMark | None = None) -> None:
+        """Apply a batch; an object the database refuses is set aside so it cannot block the rest.
+
+        Only the database's verdict on the data (a value too long, a constraint) sets an object
+        aside; a connection or lock failure propagates and the informer retries the whole batch.
+        """
+        try:
+            self.store.apply(items, mark=mark)
+            return
+        except REFUSED_DATA:
+            pass
+        for obj in items:  # find the ones it refuses
+            try:
+                self.store.apply([obj])
+            except REFUSED_DATA as exc:
+                reason = _first_line(exc.orig or exc)
+                log.error(
+                    "%s: cannot store %s (set aside, access it grants is removed): %s",
+                    resource,
+                    obj.key,
+                    reason,
+                )
+                self.store.set_aside(obj.key, obj.resource_version, reason)
+                self.set_aside += 1
+        if mark is not None:
+            self.store.mark(mark)
 
     def watch_established(self, resource: str, resource_version: str) -> None:
         # A writer that resumed from a stored position is current once its watch is open: say so
@@ -266,6 +298,11 @@ def _key(kind: str, raw: Mapping[str, Any]) -> VertexKey | None:
     if not isinstance(name, str) or not name or not isinstance(namespace, str):
         return None
     return VertexKey(kind, "" if kind in CLUSTER_SCOPED else namespace, name)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _quantile(ordered: Iterable[float], q: float) -> float:

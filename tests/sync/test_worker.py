@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from app.graph.explain import graph_stats
 from app.graph.fence import Fence, LeaseLost
 from app.graph.reach import has_path
 from app.graph.store import GraphStore
@@ -259,3 +260,70 @@ def test_cli_sync_runs_until_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def longest_name(prefix: str) -> str:
+    return (prefix + "x" * 253)[:253]  # a valid DNS subdomain of the maximum length
+
+
+def test_the_longest_names_kubernetes_derives_are_stored(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    """A 253-character pod with an ephemeral volume implies the claim ``<pod>-<volume>`` (317 chars)."""
+    name = longest_name("pod-")
+    volume = "v" * 63
+    long_pod = pod(name)
+    long_pod["spec"]["volumes"] = [{"name": volume, "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]
+    server.create("pods", long_pod)
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker) as errors:
+        wait_for(lambda: worker.initial_sync_done)
+        server.create("pods", pod("after", secret="s-after"))
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "s-after"))
+    assert not errors and worker.set_aside == 0
+    assert reachable(engine, "n1", "pvc", "default", f"{name}-{volume}")
+
+
+def test_an_object_the_database_refuses_is_set_aside_and_blocks_nothing(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    """PostgreSQL enforces column sizes; SQLite stores any length (there nothing is refused)."""
+    refused = "s" * 600  # no real API server accepts this; a database must never be blocked by it
+    server.create("pods", pod("listed-good", secret="s-1"))
+    server.create("pods", pod("listed-bad", secret=refused))
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker) as errors:
+        wait_for(lambda: worker.initial_sync_done)
+        server.create("pods", pod("watched-bad", secret=refused))
+        server.create("pods", pod("after", secret="s-after"))
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "s-after"))
+        assert reachable(engine, "n1", "secret", "default", "s-1")
+        if engine.dialect.name == "postgresql":
+            assert worker.set_aside == 2
+            with engine.connect() as conn:
+                unstored = graph_stats(conn)["unstored"]
+            assert {u["name"] for u in unstored} == {"listed-bad", "watched-bad"}  # type: ignore[index]
+            assert all("too long" in u["reason"] for u in unstored)  # type: ignore[index]
+            server.delete("pods", "listed-bad", "default")  # deleted in the cluster: no longer set aside
+            wait_for(lambda: _unstored_names(engine) == {"watched-bad"})
+    assert not errors
+
+
+def _unstored_names(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {u["name"] for u in graph_stats(conn)["unstored"]}  # type: ignore[index, union-attr]
+
+
+def test_an_update_that_cannot_be_stored_removes_the_access_it_granted(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores values of any length: nothing is refused")
+    server.create("pods", pod("web", secret="old-secret"))
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker) as errors:
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "old-secret"))
+        server.update("pods", pod("web", secret="s" * 600))
+        wait_for(lambda: not reachable(engine, "n1", "secret", "default", "old-secret"))
+        assert _unstored_names(engine) == {"web"}
+    assert not errors
