@@ -39,7 +39,7 @@ def run_migrations_online() -> None:
         _with_migration_lock(existing)
         return
     url = config.attributes.get("database_url") or resolve_url(None)
-    engine = make_engine(url)
+    engine = make_engine(url, create=True)  # the one place a SQLite file may be created
     try:
         with engine.connect() as connection:
             _with_migration_lock(connection)

@@ -26,10 +26,13 @@ def resolve_url(url: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str | None = None, *, pool_size: int = 5) -> Engine:
-    """An engine for schema work and writes (``BEGIN IMMEDIATE`` on SQLite)."""
+def make_engine(url: str | None = None, *, pool_size: int = 5, create: bool = False) -> Engine:
+    """An engine for schema work and writes (``BEGIN IMMEDIATE`` on SQLite).
+
+    Only migrations pass ``create``: anything else on a missing SQLite file is an error.
+    """
     resolved = resolve_url(url)
-    return for_url(resolved).create_engine(resolved, pool_size=pool_size, immediate=True)
+    return for_url(resolved).create_engine(resolved, pool_size=pool_size, immediate=True, create=create)
 
 
 def make_read_engine(url: str | None = None, *, pool_size: int = 5) -> Engine:

@@ -56,8 +56,9 @@ class DialectImpl(abc.ABC):
     # -- engines ------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def create_engine(self, url: str, *, pool_size: int, immediate: bool) -> Engine:
-        """A SQLAlchemy engine; ``immediate``: write transactions take the write lock at BEGIN."""
+    def create_engine(self, url: str, *, pool_size: int, immediate: bool, create: bool = False) -> Engine:
+        """A SQLAlchemy engine; ``immediate``: write transactions take the write lock at BEGIN;
+        ``create``: the database may be created (migrations only)."""
 
     def limit_statement_time(self, conn: Connection, milliseconds: int) -> None:  # noqa: B027 - optional
         """Bound every statement of the current transaction where the database can (default: cannot)."""

@@ -137,7 +137,7 @@ class PostgresqlImpl(DialectImpl):
     def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
 
-    def create_engine(self, url: str, *, pool_size: int, immediate: bool) -> Engine:
+    def create_engine(self, url: str, *, pool_size: int, immediate: bool, create: bool = False) -> Engine:
         connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
         if not immediate:
             # Reads (admission lookups, probes, explain) never hold a thread for long on a stalled server.

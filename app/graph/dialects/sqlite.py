@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -27,6 +29,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.graph.dialects.base import (
@@ -43,9 +46,9 @@ from app.graph.dialects.base import (
 from app.graph.reach import REACH_SQL, Reach, reach_params, render
 from app.k8s.kinds import VertexKey
 
+IDENTITY_CHECK_S = 1.0  # how often the request path looks whether its database file was replaced
 BUSY_TIMEOUT_MS = 10_000  # writers queue for the write lock
 READ_BUSY_TIMEOUT_MS = 2_000  # reads (lookups, probes) give up sooner: their callers have deadlines
-READ_BUSY_TIMEOUT_S = READ_BUSY_TIMEOUT_MS / 1000
 
 
 def sqlite_path(url: str) -> str:
@@ -66,6 +69,15 @@ def keyed_select_sql(table: str, columns: str, count: int) -> str:
         f"SELECT {columns} FROM (VALUES {values}) AS k JOIN {table} t "  # noqa: S608
         "ON t.kind = k.column1 AND t.namespace = k.column2 AND t.name = k.column3"
     )
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` now, or None if there is none."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def tune_connection(dbapi_connection: Any, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
@@ -91,23 +103,47 @@ class SqliteReader:
     """
 
     def __init__(self, path: str, timeout: float) -> None:
+        self._path = Path(path).resolve()
         # mode=rw: a mistyped path is an error, not a new empty database.
-        self._uri = Path(path).resolve().as_uri() + "?mode=rw"
+        self._uri = self._path.as_uri() + "?mode=rw"
         self._busy_timeout_ms = int(timeout * 1000)
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._sql, self._order = render(REACH_SQL, "qmark")
+        # Which file the connections read, re-checked at most every IDENTITY_CHECK_S: a connection
+        # keeps reading a deleted or replaced file's old contents forever.
+        self._generation = 0
+        self._identity = file_identity(self._path)
+        self._checked_at = time.monotonic()
         self._connection()  # opened now: a missing file fails at start, not at the first check
 
+    def _current_generation(self) -> int:
+        now = time.monotonic()
+        if now - self._checked_at >= IDENTITY_CHECK_S:
+            with self._lock:
+                self._checked_at = now
+                identity = file_identity(self._path)
+                if identity != self._identity:
+                    self._identity, self._generation = identity, self._generation + 1
+        if self._identity is None:
+            raise sqlite3.OperationalError(f"database file {self._path} is gone")
+        return self._generation
+
     def _connection(self) -> sqlite3.Connection:
+        generation = self._current_generation()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.generation != generation:
+            with self._lock:
+                self._opened.remove(conn)
+            conn.close()
+            conn = None
         if conn is None:
             conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
             # The writer put the file in WAL mode (persistent); these connections must never write.
             conn.execute("PRAGMA query_only=ON")
-            self._local.conn = conn
+            self._local.conn, self._local.generation = conn, generation
             with self._lock:
                 self._opened.append(conn)
         return conn
@@ -136,26 +172,35 @@ class SqliteImpl(DialectImpl):
     def insert(self, table: Table) -> Any:
         return sqlite.insert(table)
 
-    def create_engine(self, url: str, *, pool_size: int, immediate: bool) -> Engine:
-        path = sqlite_path(url)
-        if immediate:
-            engine = create_engine(url)
-        else:
-            # mode=rw: a read engine never creates a database file (a mistyped or deleted path is an
-            # error, not a new empty database that looks unmigrated).
-            uri = Path(path).resolve().as_uri() + "?mode=rw"
-            engine = create_engine(
-                url, creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
-            )
+    def create_engine(self, url: str, *, pool_size: int, immediate: bool, create: bool = False) -> Engine:
+        path = Path(sqlite_path(url)).resolve()
+        # mode=rw: only migrations create a database file; elsewhere a mistyped or deleted path is an
+        # error, not a new empty database that looks unmigrated.
+        uri = path.as_uri() + ("?mode=rwc" if create else "?mode=rw")
+        engine = create_engine(url, creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+        busy_timeout_ms = BUSY_TIMEOUT_MS if immediate else READ_BUSY_TIMEOUT_MS
 
         @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection: Any, _record: Any) -> None:
+        def _connect(dbapi_connection: Any, record: Any) -> None:
             if immediate:
                 # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
                 dbapi_connection.isolation_level = None
-            tune_connection(
-                dbapi_connection, busy_timeout_ms=BUSY_TIMEOUT_MS if immediate else READ_BUSY_TIMEOUT_MS
-            )
+            tune_connection(dbapi_connection, busy_timeout_ms)
+            record.info["file"] = file_identity(path)
+
+        @event.listens_for(engine, "checkout")
+        def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            # A pooled connection keeps reading and writing a file that was deleted or replaced at
+            # this path: drop it, so the next one opens what is there now (or fails if nothing is).
+            if record.info.get("file") != file_identity(path):
+                raise DisconnectionError(f"{path} was deleted or replaced")
+
+        @event.listens_for(engine, "handle_error")
+        def _handle_error(context: Any) -> None:
+            # A connection opened while the file was read-only stays read-only: drop the pool, so
+            # writing resumes once the file is writable again.
+            if "readonly database" in str(context.original_exception):
+                context.is_disconnect = True
 
         if immediate:
 
