@@ -6,6 +6,7 @@ server speaking list/watch, and SubjectAccessReviews over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -100,6 +101,33 @@ class Replica:
         return int(self.proc.returncode)
 
 
+def writer_child(parent: int) -> int:
+    """The pid of the writer child of ``nodeauthz run`` process ``parent`` (multiprocessing's spawn_main)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        if ppid == parent and b"spawn_main" in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError(f"process {parent} has no writer child")
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie nobody reaps yet counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def lease_of(engine: Engine) -> Any:
+    with engine.connect() as conn:
+        return read_lease(conn)
+
+
 def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -179,3 +207,35 @@ def test_a_replica_whose_writer_cannot_start_exits_non_zero(database_url: str, t
     log = replica.log.read_text(errors="replace")
     assert code == 1, log[-2000:]
     assert "writer process exited with code 1; stopping this replica" in log
+
+
+def test_the_writer_child_stops_when_its_webhook_is_killed(
+    database_url: str, engine: Engine, cluster: tuple[FakeApiServer, Path], tmp_path: Path
+) -> None:
+    """SIGKILL of the webhook (OOM kill, a crash) must not leave its writer holding the lease, headless."""
+    _, kubeconfig = cluster
+    a = Replica("replica-a", database_url, kubeconfig, tmp_path / "a.log")
+    b: Replica | None = None
+    try:
+        eventually(lambda: a.get("/readyz").status_code == 200, "replica-a ready")
+        lease = eventually(lambda: (info := lease_of(engine)) and info.holder == a.name and info, "a writes")
+        b = Replica("replica-b", database_url, kubeconfig, tmp_path / "b.log")
+        eventually(lambda: b.get("/readyz").status_code == 200, "replica-b ready")
+        child = writer_child(a.proc.pid)
+
+        os.kill(a.proc.pid, signal.SIGKILL)  # the parent only: its writer child is orphaned
+        a.proc.wait(timeout=10)
+        eventually(lambda: not running(child), "the orphaned writer to exit", 10)
+        taken = eventually(
+            lambda: (info := lease_of(engine)) and info.holder == "replica-b" and info, "b to take over"
+        )
+        assert taken.epoch == lease.epoch + 1
+    finally:
+        for r in (a, b):
+            if r is not None and r.proc.poll() is None:
+                os.killpg(r.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(a.proc.pid, signal.SIGKILL)  # the orphan, should the test have failed
+        for r in (a, b):
+            if r is not None:
+                print(f"--- {r.name} log ---\n{r.log.read_text(errors='replace')[-3000:]}")
