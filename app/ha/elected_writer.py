@@ -61,7 +61,9 @@ class ElectedWriter:
         self.store.forget_cached_ids()
         self._worker_stop = threading.Event()
         resources = self.options.resources or None
-        self._worker = SyncWorker(self.store, self.api, resources=resources, fence=lambda: self.loop.fence)
+        # The worker writes with this term's fence only, never the loop's current one: once the term
+        # ends (deposed, or taken over while this process was paused) its writes fail with LeaseLost.
+        self._worker = SyncWorker(self.store, self.api, resources=resources, fence=lambda: fence)
         self._thread = threading.Thread(target=self._run_worker, name="sync-worker", daemon=True)
         self._thread.start()
 
@@ -101,6 +103,7 @@ class ElectedWriter:
                         fresh.p99 * 1000,
                     )
         self.loop.stop()  # deposes (stops the informers), then releases the lease
+        self.manager.close()
         self.api.close()
         self.engine.dispose()
 

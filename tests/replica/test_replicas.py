@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 class Replica:
-    def __init__(self, name: str, url: str, kubeconfig: Path, log: Path) -> None:
+    def __init__(self, name: str, url: str, kubeconfig: Path, log: Path, lease_s: float = LEASE_S) -> None:
         self.name = name
         self.port = free_port()
         self.log = log
@@ -52,7 +52,7 @@ class Replica:
                 "--kubeconfig",
                 str(kubeconfig),
                 "--lease-duration",
-                str(LEASE_S),
+                str(lease_s),
                 "--holder",
                 name,
             ],
@@ -99,6 +99,14 @@ class Replica:
                 if self.proc.poll() is None:
                     os.killpg(self.proc.pid, signal.SIGKILL)
         return int(self.proc.returncode)
+
+
+def kill_and_show_logs(replicas: list[Replica]) -> None:
+    for r in replicas:
+        if r.proc.poll() is None:
+            os.killpg(r.proc.pid, signal.SIGKILL)
+    for r in replicas:
+        print(f"--- {r.name} log ---\n{r.log.read_text(errors='replace')[-3000:]}")
 
 
 def writer_child(parent: int) -> int:
@@ -189,11 +197,7 @@ def test_one_writer_reads_on_both_takeover_on_death(
             released = read_lease(conn)
         assert released is not None and released.expired
     finally:
-        for r in replicas:
-            if r.proc.poll() is None:
-                os.killpg(r.proc.pid, signal.SIGKILL)
-        for r in replicas:
-            print(f"--- {r.name} log ---\n{r.log.read_text(errors='replace')[-3000:]}")
+        kill_and_show_logs(replicas)
 
 
 def test_a_replica_whose_writer_cannot_start_exits_non_zero(database_url: str, tmp_path: Path) -> None:
@@ -231,11 +235,35 @@ def test_the_writer_child_stops_when_its_webhook_is_killed(
         )
         assert taken.epoch == lease.epoch + 1
     finally:
-        for r in (a, b):
-            if r is not None and r.proc.poll() is None:
-                os.killpg(r.proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(a.proc.pid, signal.SIGKILL)  # the orphan, should the test have failed
-        for r in (a, b):
-            if r is not None:
-                print(f"--- {r.name} log ---\n{r.log.read_text(errors='replace')[-3000:]}")
+        kill_and_show_logs([r for r in (a, b) if r is not None])
+
+
+def test_a_killed_writer_is_replaced_before_its_lease_would_have_expired(
+    database_url: str, engine: Engine, cluster: tuple[FakeApiServer, Path], tmp_path: Path
+) -> None:
+    """Its liveness lock dies with it, so the survivor need not wait out the lease."""
+    server, kubeconfig = cluster
+    lease_s = 20.0
+    replicas = [
+        Replica(n, database_url, kubeconfig, tmp_path / f"{n}.log", lease_s)
+        for n in ("replica-a", "replica-b")
+    ]
+    try:
+        for r in replicas:
+            eventually(lambda r=r: r.get("/readyz").status_code == 200, f"{r.name} ready")
+        lease = lease_of(engine)
+        writer = next(r for r in replicas if r.name == lease.holder)
+        survivor = next(r for r in replicas if r is not writer)
+
+        writer.kill()
+        server.create("pods", pod("db", "shop", "n1", secrets=("db-pass",)))
+        # Bounded by the lease: waiting out a 20 s lease would time out here.
+        eventually(
+            lambda: survivor.allowed("n1", "db-pass"), "the survivor to take over and sync", lease_s * 0.75
+        )
+        taken = lease_of(engine)
+        assert (taken.holder, taken.epoch) == (survivor.name, lease.epoch + 1)
+    finally:
+        kill_and_show_logs(replicas)
