@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from app.graph.database import make_engine
-from app.graph.fence import Fence, LeaseLost
+from app.graph.fence import Fence, FenceSource, LeaseLost
 from app.graph.store import GraphStore
 from app.ha.leader_loop import LeaderLoop
 from app.ha.lease import LeaseManager
@@ -44,7 +44,7 @@ class ElectedWriter:
     def __init__(self, options: WriterOptions) -> None:
         self.options = options
         self.engine = make_engine(options.database_url)
-        self.store = GraphStore(self.engine, fence=self._current_fence)
+        self.store = GraphStore(self.engine, fence=self._term_fence(None))  # no term yet: writes nothing
         self.api = KubeApi.from_config(options.kubeconfig, options.context)
         self.manager = LeaseManager(self.engine, holder=options.holder, duration=options.lease_duration)
         self.stop = threading.Event()
@@ -57,18 +57,22 @@ class ElectedWriter:
 
     def _elected(self, fence: Fence) -> None:
         LOG.info("elected writer %s (epoch %d): syncing", fence.holder, fence.epoch)
-        # Another writer may have removed vertices since we last wrote: forget cached ids.
-        self.store.forget_cached_ids()
         self._worker_stop = threading.Event()
         resources = self.options.resources or None
+        # This term's fence only, never the loop's current one: once the term ends (deposed, or
+        # taken over while this process was paused) the worker's writes fail with LeaseLost, even
+        # if this replica has been elected again meanwhile.
+        self.store = GraphStore(self.engine, fence=self._term_fence(fence))
         self._worker = SyncWorker(self.store, self.api, resources=resources)
         self._thread = threading.Thread(target=self._run_worker, name="sync-worker", daemon=True)
         self._thread.start()
 
-    def _current_fence(self) -> Fence:
-        fence = self.loop.fence
-        if fence is None:  # deposed: whatever this thread was about to write must not be written
-            raise LeaseLost(f"{self.options.holder} is not the writer")
+    def _term_fence(self, term: Fence | None) -> FenceSource:
+        def fence() -> Fence:
+            if term is None or self.loop.fence != term:
+                raise LeaseLost(f"{self.options.holder} is not the writer of this term")
+            return term
+
         return fence
 
     def _run_worker(self) -> None:
@@ -107,6 +111,7 @@ class ElectedWriter:
                         fresh.p99 * 1000,
                     )
         self.loop.stop()  # deposes (stops the informers), then releases the lease
+        self.manager.close()
         self.api.close()
         self.engine.dispose()
 

@@ -16,11 +16,15 @@ __all__ = ["LeaderLoop"]
 log = logging.getLogger(__name__)
 
 
+POLL_INTERVAL_S = 1.0  # a candidate's look at the lease: one PK read and a try-lock
+
+
 class LeaderLoop:
     """A thread that keeps trying to become the writer and keeps the lease while it is.
 
-    Every ``duration / 3`` it tries to acquire (when not leader) or renews (when
-    leader). ``on_elected(fence)`` runs when it wins; ``on_deposed()`` when a
+    As a candidate it tries to acquire about once a second (so a dead writer is
+    replaced within about a second: ``app.ha.lease``); as the leader it renews
+    every ``duration / 3``. ``on_elected(fence)`` runs when it wins; ``on_deposed()`` when a
     renewal is refused, when renewals have failed with errors for a whole lease
     duration (the lease has surely expired by then), and on stop. On stop it
     calls ``on_deposed`` first, so writing has stopped, then releases the lease.
@@ -34,12 +38,16 @@ class LeaderLoop:
         on_elected: Callable[[Fence], Any],
         on_deposed: Callable[[], Any],
         interval: float | None = None,
+        poll_interval: float | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
         self.manager = manager
         self.on_elected = on_elected
         self.on_deposed = on_deposed
-        self.interval = interval if interval is not None else manager.duration / 3
+        self.interval = interval if interval is not None else manager.duration / 3  # renewals
+        self.poll_interval = (
+            poll_interval if poll_interval is not None else min(POLL_INTERVAL_S, self.interval)
+        )
         self.stop_event = stop_event or threading.Event()
         self._fence: Fence | None = None
         self._last_renewed = 0.0
@@ -67,7 +75,7 @@ class LeaderLoop:
         try:
             while not self.stop_event.is_set():
                 self.tick()
-                self.stop_event.wait(self.interval)
+                self.stop_event.wait(self.interval if self._fence is not None else self.poll_interval)
         finally:
             fence = self._fence
             if fence is not None:
@@ -112,11 +120,13 @@ class LeaderLoop:
         self._depose()
 
     def _depose(self) -> None:
-        self._fence = None
+        fence, self._fence = self._fence, None
         try:
             self.on_deposed()
         except Exception:  # noqa: BLE001 - the loop must keep running
             log.exception("on_deposed failed")
+        if fence is not None:
+            self.manager.step_down(fence)  # writing has stopped: our liveness lock means nothing now
 
     def _release_quietly(self, fence: Fence) -> None:
         try:

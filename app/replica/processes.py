@@ -12,6 +12,8 @@ compete with the request path for the GIL:
 
 SIGTERM: uvicorn finishes in-flight requests, then the child is told to stop;
 it stops its informers and releases the lease so a peer takes over at once.
+If this process dies without a word (SIGKILL, the OOM killer), the child stops
+the same way by itself (``app.replica.writer_child``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import signal
 import threading
 from typing import Any
 
-from app.ha.elected_writer import WriterOptions, writer_main
+from app.ha.elected_writer import WriterOptions
+from app.replica.writer_child import writer_child_main
 from app.web.server import run_server
 from app.web.settings import Settings
 
@@ -33,7 +36,8 @@ LOG = logging.getLogger("nodeauthz.replica")
 def run_replica(settings: Settings, options: WriterOptions) -> int:
     """Serve the webhook in this process and the elected writer in a child; returns the exit code."""
     ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=writer_main, args=(options,), name="nodeauthz-writer")
+    # The child stops by itself when this process dies, even by SIGKILL (app.replica.writer_child).
+    child = ctx.Process(target=writer_child_main, args=(options, os.getpid()), name="nodeauthz-writer")
     child.start()
     LOG.info("writer process %d started (holder %s)", child.pid, options.holder)
 

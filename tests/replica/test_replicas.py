@@ -6,6 +6,7 @@ server speaking list/watch, and SubjectAccessReviews over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -34,7 +35,7 @@ def free_port() -> int:
 
 
 class Replica:
-    def __init__(self, name: str, url: str, kubeconfig: Path, log: Path) -> None:
+    def __init__(self, name: str, url: str, kubeconfig: Path, log: Path, lease_s: float = LEASE_S) -> None:
         self.name = name
         self.port = free_port()
         self.log = log
@@ -51,7 +52,7 @@ class Replica:
                 "--kubeconfig",
                 str(kubeconfig),
                 "--lease-duration",
-                str(LEASE_S),
+                str(lease_s),
                 "--holder",
                 name,
             ],
@@ -98,6 +99,41 @@ class Replica:
                 if self.proc.poll() is None:
                     os.killpg(self.proc.pid, signal.SIGKILL)
         return int(self.proc.returncode)
+
+
+def kill_and_show_logs(replicas: list[Replica]) -> None:
+    for r in replicas:
+        if r.proc.poll() is None:
+            os.killpg(r.proc.pid, signal.SIGKILL)
+    for r in replicas:
+        print(f"--- {r.name} log ---\n{r.log.read_text(errors='replace')[-3000:]}")
+
+
+def writer_child(parent: int) -> int:
+    """The pid of the writer child of ``nodeauthz run`` process ``parent`` (multiprocessing's spawn_main)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        if ppid == parent and b"spawn_main" in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError(f"process {parent} has no writer child")
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie nobody reaps yet counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def lease_of(engine: Engine) -> Any:
+    with engine.connect() as conn:
+        return read_lease(conn)
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -161,11 +197,7 @@ def test_one_writer_reads_on_both_takeover_on_death(
             released = read_lease(conn)
         assert released is not None and released.expired
     finally:
-        for r in replicas:
-            if r.proc.poll() is None:
-                os.killpg(r.proc.pid, signal.SIGKILL)
-        for r in replicas:
-            print(f"--- {r.name} log ---\n{r.log.read_text(errors='replace')[-3000:]}")
+        kill_and_show_logs(replicas)
 
 
 def test_a_replica_whose_writer_cannot_start_exits_non_zero(database_url: str, tmp_path: Path) -> None:
@@ -179,3 +211,59 @@ def test_a_replica_whose_writer_cannot_start_exits_non_zero(database_url: str, t
     log = replica.log.read_text(errors="replace")
     assert code == 1, log[-2000:]
     assert "writer process exited with code 1; stopping this replica" in log
+
+
+def test_the_writer_child_stops_when_its_webhook_is_killed(
+    database_url: str, engine: Engine, cluster: tuple[FakeApiServer, Path], tmp_path: Path
+) -> None:
+    """SIGKILL of the webhook (OOM kill, a crash) must not leave its writer holding the lease, headless."""
+    _, kubeconfig = cluster
+    a = Replica("replica-a", database_url, kubeconfig, tmp_path / "a.log")
+    b: Replica | None = None
+    try:
+        eventually(lambda: a.get("/readyz").status_code == 200, "replica-a ready")
+        lease = eventually(lambda: (info := lease_of(engine)) and info.holder == a.name and info, "a writes")
+        b = Replica("replica-b", database_url, kubeconfig, tmp_path / "b.log")
+        eventually(lambda: b.get("/readyz").status_code == 200, "replica-b ready")
+        child = writer_child(a.proc.pid)
+
+        os.kill(a.proc.pid, signal.SIGKILL)  # the parent only: its writer child is orphaned
+        a.proc.wait(timeout=10)
+        eventually(lambda: not running(child), "the orphaned writer to exit", 10)
+        taken = eventually(
+            lambda: (info := lease_of(engine)) and info.holder == "replica-b" and info, "b to take over"
+        )
+        assert taken.epoch == lease.epoch + 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(a.proc.pid, signal.SIGKILL)  # the orphan, should the test have failed
+        kill_and_show_logs([r for r in (a, b) if r is not None])
+
+
+def test_a_killed_writer_is_replaced_before_its_lease_would_have_expired(
+    database_url: str, engine: Engine, cluster: tuple[FakeApiServer, Path], tmp_path: Path
+) -> None:
+    """Its liveness lock dies with it, so the survivor need not wait out the lease."""
+    server, kubeconfig = cluster
+    lease_s = 20.0
+    replicas = [
+        Replica(n, database_url, kubeconfig, tmp_path / f"{n}.log", lease_s)
+        for n in ("replica-a", "replica-b")
+    ]
+    try:
+        for r in replicas:
+            eventually(lambda r=r: r.get("/readyz").status_code == 200, f"{r.name} ready")
+        lease = lease_of(engine)
+        writer = next(r for r in replicas if r.name == lease.holder)
+        survivor = next(r for r in replicas if r is not writer)
+
+        writer.kill()
+        server.create("pods", pod("db", "shop", "n1", secrets=("db-pass",)))
+        # Bounded by the lease: waiting out a 20 s lease would time out here.
+        eventually(
+            lambda: survivor.allowed("n1", "db-pass"), "the survivor to take over and sync", lease_s * 0.75
+        )
+        taken = lease_of(engine)
+        assert (taken.holder, taken.epoch) == (survivor.name, lease.epoch + 1)
+    finally:
+        kill_and_show_logs(replicas)

@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -357,6 +358,7 @@ volumes = st.builds(
 )
 ops: st.SearchStrategy[Op] = st.one_of(
     st.builds(PutPod, pods),
+    st.builds(PutPod, pods),
     st.builds(DeletePod, st.sampled_from(NAMESPACES), st.sampled_from(POD_NAMES)),
     st.builds(
         UpdatePod,
@@ -417,6 +419,12 @@ class PipelineMachine(RuleBasedStateMachine):
         self.store = fenced(env.engine, self.fence)
         self.worker: RunningWorker | None = None
         self.zombies: list[RunningWorker] = []  # deposed writers still running
+
+    @initialize(batch=st.lists(ops, min_size=2, max_size=8))
+    def first_writer(self, batch: list[Op]) -> None:
+        """The cluster before the first writer starts: it lists (in pages of 2) and watches."""
+        for op in batch:
+            self._apply(op)
         self._start_worker()
 
     # -- writers --
@@ -653,8 +661,8 @@ class PipelineMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=12,
-    stateful_step_count=10,
+    max_examples=15,
+    stateful_step_count=25,
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, DateTime, Engine, Table, literal
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.graph.dialects.liveness import LivenessLocks
 from app.graph.reach import Reader
 from app.k8s.kinds import VertexKey
 
@@ -74,6 +75,26 @@ class DialectImpl(abc.ABC):
         self, clock: Clock | None, duration: float
     ) -> tuple[ColumnElement[datetime], ColumnElement[datetime]]:
         """(now, now + duration) as SQL, by the clock that judges the writer lease."""
+
+    # -- the writer lease: fencing, takeovers, liveness -----------------------------------------------
+
+    @abc.abstractmethod
+    def check_fence(
+        self, conn: Connection, *, lease: str, holder: str, epoch: int, duration: float, clock: Clock | None
+    ) -> bool:
+        """First statement of a fenced write transaction: True if (holder, epoch) still holds ``lease``.
+
+        Must keep a takeover from committing while this transaction is open, and
+        must never make the holder's renewals wait for it.
+        """
+
+    @abc.abstractmethod
+    def lock_lease_for_takeover(self, conn: Connection, lease: str, wait_s: float) -> None:
+        """Before a takeover's UPDATE: wait (at most ``wait_s``) for in-flight fenced writes to end."""
+
+    @abc.abstractmethod
+    def open_liveness(self, engine: Engine, lease: str) -> LivenessLocks:
+        """The per-epoch liveness locks of ``lease`` (``app.graph.dialects.liveness``); opened lazily."""
 
     # -- the request path ----------------------------------------------------------------------------
 

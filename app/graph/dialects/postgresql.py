@@ -2,9 +2,12 @@
 
 - Writes use psycopg 3 through SQLAlchemy; bulk statements send each column as
   an array (``INSERT ... SELECT * FROM unnest(...)``), one statement per batch.
-- The writer lease is judged by the database's clock (``statement_timestamp()``):
-  replicas on different hosts have skewed clocks, and the database is the one
-  clock they all share.
+- The writer lease's timestamps come from the database's clock
+  (``statement_timestamp()``): replicas on different hosts have skewed clocks,
+  and the database is the one clock they all share. (Takeovers are timed by
+  each candidate's monotonic clock, ``app.ha.lease``.) A fenced write takes the
+  lease row FOR KEY SHARE, so renewals never wait behind it; the writer's
+  liveness is a session advisory lock (``app.graph.dialects.liveness``).
 - The request path reads through a fixed set of asyncpg connections (its
   per-connection statement cache prepares the reach query once per connection);
   about half the cost of psycopg through SQLAlchemy.
@@ -19,7 +22,18 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, DateTime, Engine, Interval, Table, create_engine, func, literal, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Interval,
+    Table,
+    create_engine,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.elements import ColumnElement
@@ -34,7 +48,9 @@ from app.graph.dialects.base import (
     VersionRow,
     host_clock_now,
 )
+from app.graph.dialects.liveness import AdvisoryLiveness
 from app.graph.reach import REACH_SQL, Reach, reach_params, render
+from app.graph.schema import writer_lease
 from app.k8s.kinds import VertexKey
 
 MIGRATION_LOCK_KEY = 0x6E6F6465617574  # "nodeaut": the advisory lock id for migrations
@@ -181,6 +197,30 @@ class PostgresqlImpl(DialectImpl):
         # which only makes takeovers later and leases shorter, never the reverse.
         now_sql = func.statement_timestamp(type_=DateTime(timezone=True))
         return now_sql, now_sql + literal(timedelta(seconds=duration), Interval())
+
+    def check_fence(
+        self, conn: Connection, *, lease: str, holder: str, epoch: int, duration: float, clock: Clock | None
+    ) -> bool:
+        # FOR KEY SHARE: the holder's renewals (UPDATEs of non-key columns) do not conflict with it, so
+        # they never wait behind a long write; a takeover's FOR UPDATE does, so it waits for this
+        # transaction to end. A writer paused inside a fenced transaction (SIGSTOP, a VM pause)
+        # would hold a takeover off for as long as it stays paused: the server ends such a session
+        # once it has been idle in the transaction for a whole lease duration.
+        t = writer_lease.c
+        idle_ms = str(max(1, int(duration * 1000))) if duration > 0 else "0"
+        row = conn.execute(
+            select(t.holder, t.epoch, func.set_config("idle_in_transaction_session_timeout", idle_ms, True))
+            .where(t.name == lease)
+            .with_for_update(read=True, key_share=True)  # FOR KEY SHARE (read=False would be NO KEY UPDATE)
+        ).first()
+        return row is not None and (row.holder, row.epoch) == (holder, epoch)
+
+    def lock_lease_for_takeover(self, conn: Connection, lease: str, wait_s: float) -> None:
+        conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{int(wait_s * 1000)}"})
+        conn.execute(select(writer_lease.c.name).where(writer_lease.c.name == lease).with_for_update())
+
+    def open_liveness(self, engine: Engine, lease: str) -> AdvisoryLiveness:
+        return AdvisoryLiveness(engine, lease)
 
     async def open_reader(self, url: str, *, pool_size: int, timeout: float) -> PostgresReader:
         return await PostgresReader.open(asyncpg_dsn(url), pool_size=pool_size, timeout=timeout)

@@ -4,8 +4,10 @@ Set up for several processes on one file: WAL (readers never block the
 writer), a busy timeout, and ``BEGIN IMMEDIATE`` for transactions on the write
 engine (a deferred BEGIN that later upgrades to a write fails with "database is
 locked" under concurrent writers instead of waiting). A SQLite file can only be
-shared by processes on one host (WAL needs shared memory), so the host clock is
-the shared clock the writer lease is judged by.
+shared by processes on one host (WAL needs shared memory), so the host clock
+stamps the writer lease (takeovers are timed by each candidate's monotonic
+clock, ``app.ha.lease``) and a lock file beside the database carries the
+writer's liveness (``app.graph.dialects.liveness``).
 
 The request path reads through raw ``sqlite3`` connections on worker threads
 (``SqliteReader``: SQLAlchemy's connection checkout alone costs ~90 us; inline on
@@ -26,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -43,7 +45,9 @@ from app.graph.dialects.base import (
     VersionRow,
     host_clock_now,
 )
+from app.graph.dialects.liveness import FileLiveness
 from app.graph.reach import REACH_SQL, Reach, reach_params, render
+from app.graph.schema import writer_lease
 from app.k8s.kinds import VertexKey
 
 IDENTITY_CHECK_S = 1.0  # how often the request path looks whether its database file was replaced
@@ -218,6 +222,27 @@ class SqliteImpl(DialectImpl):
     ) -> tuple[ColumnElement[datetime], ColumnElement[datetime]]:
         # SQLite has no arithmetic on stored datetimes: computed here, by this host's clock.
         return host_clock_now(clock, duration)
+
+    def check_fence(
+        self, conn: Connection, *, lease: str, holder: str, epoch: int, duration: float, clock: Clock | None
+    ) -> bool:
+        # Writers serialise on the database lock, so the holder's renewal waits behind a long write
+        # anyway: instead every fenced write renews the lease itself. A busy writer thus keeps
+        # changing the row, which resets every candidate's observation of it (app.ha.lease).
+        t = writer_lease.c
+        stmt = update(writer_lease).where(t.name == lease, t.holder == holder, t.epoch == epoch)
+        if duration > 0:
+            now, expires = host_clock_now(clock, duration)
+            stmt = stmt.values(renewed_at=now, expires_at=expires)
+        else:  # a fence without lease terms (built by hand): check only
+            stmt = stmt.values(holder=t.holder)
+        return conn.execute(stmt).rowcount == 1
+
+    def lock_lease_for_takeover(self, conn: Connection, lease: str, wait_s: float) -> None:
+        pass  # BEGIN IMMEDIATE already waited for every other write transaction
+
+    def open_liveness(self, engine: Engine, lease: str) -> FileLiveness:
+        return FileLiveness(sqlite_path(engine.url.render_as_string(hide_password=False)), lease)
 
     async def open_reader(self, url: str, *, pool_size: int, timeout: float) -> SqliteReader:
         return SqliteReader(sqlite_path(url), timeout)
