@@ -117,6 +117,16 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
         help="also serve /healthz and /readyz (only) over plain HTTP on this port, for kubelet probes "
         "when --tls-client-ca makes the main port require client certificates (needs --workers 1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--check-timeout", type=float, default=None, metavar="SECONDS",
+        help="how long a check, an admission lookup or /readyz may wait on the database before it answers "
+        "no-opinion / refuses / not ready (default 1; env NODEAUTHZ_CHECK_TIMEOUT)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-writer-silence", type=float, default=None, metavar="SECONDS",
+        help="run: how long replicas stay ready without a live writer, and trust the previous writer's "
+        "sync marks after a handover (default 30; env NODEAUTHZ_MAX_WRITER_SILENCE)",
+    )  # fmt: skip
 
 
 def add_kube_flags(parser: argparse.ArgumentParser) -> None:
@@ -178,6 +188,8 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
             "workers",
             "pool_size",
             "health_port",
+            "check_timeout",
+            "max_writer_silence",
         )
     }
     values: dict[str, Any] = {
