@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from app.graph.database import make_engine, resolve_url
 from app.graph.dialects import for_name
+from app.graph.migrations import record_window
 from app.graph.schema import metadata
 
 config = context.config
@@ -26,6 +27,9 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+    # Which code may serve on the schema now: read by replicas older than it (README "Upgrading").
+    with connection.begin_nested() if connection.in_transaction() else connection.begin():
+        record_window(connection, context.script)
 
 
 def _with_migration_lock(connection: Connection) -> None:

@@ -17,6 +17,10 @@ revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# expand: code at the previous revision keeps working on this schema (new tables, new nullable
+# columns, wider types); contract: it does not (drops, renames, NOT NULL on old columns). A contract
+# revision ships only after every replica runs code that no longer needs what it removes.
+compatibility = "expand"
 
 
 def upgrade() -> None:

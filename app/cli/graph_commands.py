@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from app.cli.errors import CommandError, UsageError
-from app.cli.options import database_url, require_schema
+from app.cli.options import database_url, newer_schema, require_schema
 from app.graph.database import make_engine, make_read_engine
 from app.graph.explain import find_paths, graph_stats
 from app.graph.fence import LeaseLost, fixed_fence
@@ -49,6 +49,15 @@ def register(subparsers: Any) -> None:
 def cmd_migrate(args: argparse.Namespace) -> int:
     logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)  # show each step taken
     url = database_url(args)
+    newer = newer_schema(url)
+    if newer is not None:  # an older release's migration Job, run after a newer one
+        problem = newer[1]
+        if problem is not None:
+            raise CommandError(problem)
+        print(
+            f"schema at revision {newer[0]}, newer than this version's {head_revision()}, which still serves on it"
+        )
+        return 0
     upgrade(url)
     print(f"schema at revision {head_revision()}")
     return 0

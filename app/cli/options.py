@@ -12,7 +12,13 @@ from sqlalchemy.exc import DBAPIError
 
 from app.cli.errors import CommandError, UsageError
 from app.graph.database import make_read_engine, resolve_url
-from app.graph.migrations import SchemaNotCurrent, require_current_schema
+from app.graph.migrations import (
+    SchemaNotCurrent,
+    current_revision,
+    known_revisions,
+    require_current_schema,
+    schema_problem,
+)
 from app.ha.elected_writer import WriterOptions
 from app.ha.lease import unique_holder
 from app.k8s.feature_gates import (
@@ -43,6 +49,24 @@ def require_schema(url: str) -> None:
             f"cannot read the database: {first_line(exc.orig or exc)} "
             "(check --database-url; `nodeauthz migrate` creates and migrates a database)"
         ) from None
+    finally:
+        engine.dispose()
+
+
+def newer_schema(url: str) -> tuple[str, str | None] | None:
+    """(revision, problem) when the database is at a revision this code does not ship, else None."""
+    try:
+        engine = make_read_engine(url, pool_size=1)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        with engine.connect() as conn:
+            current = current_revision(conn)
+            if current is None or current in known_revisions():
+                return None
+            return current, schema_problem(conn)
+    except DBAPIError:
+        return None  # not there yet (a SQLite file migrate creates): the upgrade itself reports errors
     finally:
         engine.dispose()
 

@@ -13,6 +13,7 @@ Reading it with plain SQL:
   an update that changes nothing is not rewritten.
 - ``sync_state``: per watched resource, the resourceVersion the graph reflects.
 - ``unstored_objects``: watched objects the database refused, set aside (see ``nodeauthz stats``).
+- ``schema_window``: the oldest code revision that may serve on this schema (expand/contract).
 - ``writer_lease``: which replica may write, fenced by ``epoch``.
 
 No secret or configmap contents are stored anywhere: only names.
@@ -109,6 +110,18 @@ unstored_objects = Table(
     Column("resource_version", String(64), nullable=False),
     Column("reason", String(1024), nullable=False),
     Column("set_aside_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which code may serve on this schema (one row): ``serves_from`` is the oldest code revision that
+# can, i.e. the newest *contract* revision applied. Written by migrations/env.py after every upgrade,
+# read by older code that does not know the newer revisions' names (README "Upgrading").
+schema_window = Table(
+    "schema_window",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("serves_from", String(32), nullable=False),
+    Column("head", String(32), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 writer_lease = Table(

@@ -16,6 +16,7 @@ revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+compatibility = "contract"  # the first schema: no older code can serve on it
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 NAME = 253

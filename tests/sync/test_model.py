@@ -19,7 +19,8 @@ computed from the test's own record of the cluster (no app code): a node may rea
 it; a secret, configmap, PVC, service account or resource claim referenced by a non-mirror pod
 bound to it; a PV whose claimRef is such a PVC; and a kubelet-visible secret of such a PV.
 
-A failure prints the steps and an ``@reproduce_failure`` blob (``print_blob``).
+A failure prints the steps and an ``@reproduce_failure(...)`` line (``print_blob``): put it on
+``class PipelineMachine`` to replay exactly that sequence.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -403,9 +404,12 @@ def _clear_database(engine: Engine) -> None:
 
 
 class PipelineMachine(RuleBasedStateMachine):
-    def __init__(self, env: Env) -> None:
+    env: ClassVar[Env | None] = None  # set by the test for the length of its run
+
+    def __init__(self) -> None:
         super().__init__()
-        self.env = env
+        assert self.env is not None, "run by test_pipeline_matches_the_model"
+        env = self.ctx = self.env
         env.examples += 1
         _clear_database(env.engine)
         self.cluster = Cluster()
@@ -430,7 +434,7 @@ class PipelineMachine(RuleBasedStateMachine):
     # -- writers --
 
     def _elect(self, holder: str) -> Fence:
-        fence = LeaseManager(self.env.engine, holder=holder, duration=TEST_LEASE_SECONDS).try_acquire()
+        fence = LeaseManager(self.ctx.engine, holder=holder, duration=TEST_LEASE_SECONDS).try_acquire()
         assert fence is not None, f"{holder} could not take the writer lease"
         return fence
 
@@ -588,10 +592,10 @@ class PipelineMachine(RuleBasedStateMachine):
             self._stop_worker()
         for op in batch:
             self._apply(op)
-        LeaseManager(self.env.engine, holder=old_fence.holder, duration=TEST_LEASE_SECONDS).release(old_fence)
+        LeaseManager(self.ctx.engine, holder=old_fence.holder, duration=TEST_LEASE_SECONDS).release(old_fence)
         self.fence = self._elect(holder)
         assert self.fence.epoch == old_fence.epoch + 1
-        self.store = fenced(self.env.engine, self.fence)
+        self.store = fenced(self.ctx.engine, self.fence)
         self._start_worker()
         with pytest.raises(LeaseLost):  # the deposed writer's store refuses every write
             old_store.delete(sorted(old_store.owned_keys(POD)))
@@ -601,7 +605,7 @@ class PipelineMachine(RuleBasedStateMachine):
     @invariant()
     def decisions_match_the_model(self) -> None:
         self._wait_until_caught_up()
-        got = self.env.loop.run_until_complete(self._decisions())
+        got = self.ctx.loop.run_until_complete(self._decisions())
         wrong = [
             f"  {node} -> {target}: webhook {'allows' if got[node, target] else 'denies'}, model "
             f"{'allows' if self.cluster.allows(node, target) else 'denies'}"
@@ -622,7 +626,7 @@ class PipelineMachine(RuleBasedStateMachine):
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         next_bookmark = 0.0
         while True:
-            with self.env.engine.connect() as conn:
+            with self.ctx.engine.connect() as conn:
                 rows = {
                     r.resource: (r.resource_version, r.writer, r.epoch)
                     for r in conn.execute(select(sync_state))
@@ -655,7 +659,7 @@ class PipelineMachine(RuleBasedStateMachine):
             )
             query = decide(attrs)
             assert query == PathQuery(node, *target), (attrs, query)
-            reach = await self.env.reader.reach(node, *target)
+            reach = await self.ctx.reader.reach(node, *target)
             got[node, target] = resolve(query, reach.verdict()).allowed
         return got
 
@@ -672,10 +676,11 @@ SETTINGS = settings(
 def test_pipeline_matches_the_model(database_url: str, engine: Engine, tmp_path: Path) -> None:
     loop = asyncio.new_event_loop()
     reader = loop.run_until_complete(open_reader(database_url, pool_size=1))
-    env = Env(database_url, engine, loop, reader, tmp_path)
+    env = PipelineMachine.env = Env(database_url, engine, loop, reader, tmp_path)
     try:
-        run_state_machine_as_test(lambda: PipelineMachine(env), settings=SETTINGS)
+        run_state_machine_as_test(PipelineMachine, settings=SETTINGS)
     finally:
+        PipelineMachine.env = None
         loop.run_until_complete(reader.close())
         loop.close()
     assert env.examples > 0
