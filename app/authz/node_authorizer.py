@@ -269,6 +269,10 @@ _SUBDIVIDED: dict[tuple[str, str], _Handler] = {
 }
 
 
+# The resources the authorizer answers from the graph (bounded label values for metrics).
+SUBDIVIDED_RESOURCES: frozenset[str] = frozenset(resource for _group, resource in _SUBDIVIDED)
+
+
 def decide(
     attrs: RequestAttributes,
     *,

@@ -115,6 +115,7 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         "database_url": args.database_url,
         "authorize_with_selectors": _bool_flag(getattr(args, "authorize_with_selectors", None)),
         "log_level": args.log_level,
+        "log_format": getattr(args, "log_format", None),
         **flags,
         **extra,
     }

@@ -49,5 +49,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         resources=tuple(resources),
         lease_duration=args.lease_duration,
         log_level=args.log_level,
+        log_format=settings.log_format,
     )
     return run_replica(settings, options)

@@ -16,8 +16,9 @@ SQLite) and call ``_locked`` helpers that assume one is open.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +55,16 @@ class ApplyResult:
     written: int = 0
     unchanged: int = 0
     deleted: int = 0
+    # What the committed transaction changed: objects by kind and edges (the writer's counts).
+    object_delta: Counter[str] = field(default_factory=Counter)
+    edge_delta: int = 0
+
+    def add(self, other: ApplyResult) -> None:
+        self.written += other.written
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.object_delta.update(other.object_delta)
+        self.edge_delta += other.edge_delta
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -84,9 +95,7 @@ class GraphStore:
         with self._transaction(fence) as conn:
             # Bounded statements even for a 150k-object list: one transaction, many batches.
             for batch in _chunks(pending, APPLY_BATCH):
-                part = self._apply_locked(conn, batch)
-                result.written += part.written
-                result.unchanged += part.unchanged
+                result.add(self._apply_locked(conn, batch))
             if mark is not None:
                 self._mark_locked(conn, mark, fence)
         return result
@@ -98,7 +107,8 @@ class GraphStore:
         with self._transaction(fence) as conn:
             rows = self._existing_locked(conn, list(dict.fromkeys(keys)))
             result = ApplyResult(deleted=len(rows))
-            self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            result.object_delta.subtract(k.kind for k in rows)
+            _, result.edge_delta = self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
             if mark is not None:
                 self._mark_locked(conn, mark, fence)
         return result
@@ -168,9 +178,10 @@ class GraphStore:
         if unchanged:
             self._dialect.update_versions(conn, unchanged)
         owner_ids: dict[VertexKey, int] = {}
+        edges_removed = 0
         if replaced:
             ids = [existing[o.key].id for o in replaced]
-            candidates = self._remove_locked(conn, ids, drop_objects=False, collect_only=True)
+            candidates, edges_removed = self._remove_locked(conn, ids, drop_objects=False, collect_only=True)
             self._dialect.update_objects(
                 conn,
                 [
@@ -193,16 +204,22 @@ class GraphStore:
             )
             inserted = self._existing_locked(conn, [o.key for o in fresh if o.edges])
             owner_ids.update({key: row.id for key, row in inserted.items()})
-        self._insert_edges_locked(conn, [o for o in (*replaced, *fresh) if o.edges], owner_ids)
+        added = self._insert_edges_locked(conn, [o for o in (*replaced, *fresh) if o.edges], owner_ids)
         if candidates:
             self._collect_garbage_locked(conn, candidates)
-        return ApplyResult(written=len(replaced) + len(fresh), unchanged=len(unchanged))
+        return ApplyResult(
+            written=len(replaced) + len(fresh),
+            unchanged=len(unchanged),
+            object_delta=Counter(o.kind for o in fresh),
+            edge_delta=added - edges_removed,
+        )
 
     def _insert_edges_locked(
         self, conn: Connection, items: Sequence[DerivedObject], owner_ids: dict[VertexKey, int]
-    ) -> None:
+    ) -> int:
+        """Insert the edges of these owners (whose old edges are gone); returns how many."""
         if not items:
-            return
+            return 0
         needed: set[VertexKey] = set()
         for obj in items:
             for e in obj.edges:
@@ -225,6 +242,7 @@ class GraphStore:
                         node_id = node_ids[e.node] = ids[VertexKey(NODE, "", e.node)]
                 rows[(owner, ids[e.source], ids[e.target])] = node_id
         self._dialect.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
+        return len(rows)
 
     def _vertex_ids_locked(self, conn: Connection, keys: set[VertexKey]) -> dict[VertexKey, int]:
         cache = self._vertex_ids
@@ -245,21 +263,23 @@ class GraphStore:
 
     def _remove_locked(
         self, conn: Connection, owner_ids: Sequence[int], *, drop_objects: bool, collect_only: bool = False
-    ) -> set[int]:
-        """Delete the edges of these owners; return the vertex ids they touched (clean-up candidates)."""
+    ) -> tuple[set[int], int]:
+        """Delete the edges of these owners; return the vertex ids they touched (clean-up candidates)
+        and how many edges went."""
         candidates: set[int] = set()
+        removed = 0
         for chunk in _chunks(owner_ids):
             for f, t in conn.execute(
                 select(edges.c.from_id, edges.c.to_id).where(edges.c.owner_id.in_(chunk))
             ):
                 candidates.add(f)
                 candidates.add(t)
-            conn.execute(delete(edges).where(edges.c.owner_id.in_(chunk)))
+            removed += conn.execute(delete(edges).where(edges.c.owner_id.in_(chunk))).rowcount
             if drop_objects:
                 conn.execute(delete(objects).where(objects.c.id.in_(chunk)))
         if not collect_only and candidates:
             self._collect_garbage_locked(conn, candidates)
-        return candidates
+        return candidates, removed
 
     def _collect_garbage_locked(self, conn: Connection, candidates: set[int]) -> None:
         """Remove vertices that no edge touches any more (upstream removes orphaned neighbours)."""

@@ -24,6 +24,7 @@ import threading
 from typing import Any
 
 from app.ha.elected_writer import WriterOptions, writer_main
+from app.telemetry.prometheus import prepare_multiprocess_dir
 from app.web.server import run_server
 from app.web.settings import Settings
 
@@ -32,6 +33,7 @@ LOG = logging.getLogger("nodeauthz.replica")
 
 def run_replica(settings: Settings, options: WriterOptions) -> int:
     """Serve the webhook in this process and the elected writer in a child; returns the exit code."""
+    prepare_multiprocess_dir()  # before the writer starts: its metrics go where the webhook reads them
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=writer_main, args=(options,), name="nodeauthz-writer")
     child.start()

@@ -24,13 +24,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from app.graph.derivation import DerivedObject, InvalidObject, derive
+from app.graph.explain import graph_totals
 from app.graph.fence import Fence, LeaseLost
-from app.graph.store import GraphStore, SyncMark
-from app.k8s.kinds import CLUSTER_SCOPED, VertexKey
+from app.graph.store import ApplyResult, GraphStore, SyncMark
+from app.k8s.kinds import CLUSTER_SCOPED, OWNER_KINDS, VertexKey
 from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
 from app.sync.api_client import KubeApi, ResourceSpec, WatchEvent
 from app.sync.informer import Informer, InformerConfig
+from app.sync.metrics import sync_metrics
+from app.telemetry.prometheus import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,9 @@ class SyncWorker:
         self._lost: str | None = None  # why the lease was lost (the message only: no frames kept)
         self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
         self._lag_lock = threading.Lock()
+        self.metrics = sync_metrics()
+        self.object_counts: dict[str, int] = {}  # the running counts behind nodeauthz_objects/_edges
+        self.edge_count = 0
 
     # -- state for callers ---------------------------------------------------------------------------
 
@@ -100,6 +108,7 @@ class SyncWorker:
         """Until ``stop`` is set; raises LeaseLost (after stopping every informer) if the fence fails."""
         if not self._discover(stop):
             return
+        self._start_counts()
         halt = threading.Event()
         failures: list[BaseException] = []
         informers = [
@@ -188,13 +197,14 @@ class SyncWorker:
                     seen.add(key)
         with self._writing():
             for start in range(0, len(derived), APPLY_BATCH):
-                self.store.apply(derived[start : start + APPLY_BATCH], fence=self.fence())
+                self._count(self.store.apply(derived[start : start + APPLY_BATCH], fence=self.fence()))
 
     def list_finished(self, resource: str, resource_version: str) -> None:
         kind = self._kinds[resource]
         with self._writing():
             stale = self.store.owned_keys(kind) - self._seen.pop(resource, set())
-            self.store.delete(sorted(stale), mark=SyncMark(resource, resource_version), fence=self.fence())
+            mark = SyncMark(resource, resource_version)
+            self._count(self.store.delete(sorted(stale), mark=mark, fence=self.fence()))
         if stale:
             log.info("%s: re-list removed %d objects deleted meanwhile", resource, len(stale))
         self._listed.add(resource)
@@ -216,15 +226,38 @@ class SyncWorker:
         with self._writing():
             fence = self.fence()
             if upserts:
-                self.store.apply(upserts, mark=None if deletes else mark, fence=fence)
+                self._count(self.store.apply(upserts, mark=None if deletes else mark, fence=fence))
             if deletes:
-                self.store.delete(deletes, mark=mark, fence=fence)
+                self._count(self.store.delete(deletes, mark=mark, fence=fence))
             if not upserts and not deletes:
                 self.store.mark(mark, fence=fence)
         now = time.monotonic()
         if events:
+            lags = [now - e.arrived for e in events]
             with self._lag_lock:
-                self._lags.extend(now - e.arrived for e in events)
+                self._lags.extend(lags)
+            histogram = self.metrics.lag.labels(resource)
+            for lag in lags:
+                histogram.observe(lag)
+
+    def _start_counts(self) -> None:
+        """One COUNT when this worker starts writing; from then on, each commit's changes."""
+        with self.store.engine.connect() as conn:
+            counts, self.edge_count = graph_totals(conn)
+        self.object_counts = {kind: counts.get(kind, 0) for kind in OWNER_KINDS} | counts
+        self._publish_counts()
+
+    def _count(self, result: ApplyResult) -> None:
+        """Fold a committed write into the running counts (called under the write lock)."""
+        for kind, delta in result.object_delta.items():
+            self.object_counts[kind] = self.object_counts.get(kind, 0) + delta
+        self.edge_count += result.edge_delta
+        self._publish_counts()
+
+    def _publish_counts(self) -> None:
+        for kind, count in self.object_counts.items():
+            self.metrics.objects.labels(kind).set(count)
+        self.metrics.edges.set(self.edge_count)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -237,11 +270,15 @@ class SyncWorker:
             except LeaseLost as exc:
                 self._lost = str(exc)
                 raise
+            except SQLAlchemyError:
+                database_errors().labels("sync_write").inc()
+                raise
 
     def _derive(self, resource: str, kind: str, raw: Mapping[str, Any]) -> DerivedObject | None:
         try:
             return derive(raw, kind)
         except InvalidObject as exc:
+            self.metrics.skipped.labels(kind, "invalid").inc()
             key = _key(kind, raw)
             log.warning("%s: skipping malformed object %s: %s", resource, key or "(no name)", exc)
             return None

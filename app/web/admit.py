@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Engine
@@ -26,7 +27,9 @@ from app.admission.review import (
 )
 from app.admission.verdict import Verdict
 from app.graph.lookups import StoreLookups
+from app.telemetry.prometheus import database_errors
 from app.web.bodies import BodyRefused, json_response, read_capped
+from app.web.metrics import ADMIT, ALLOW, DENY, ERROR, INVALID, WebhookMetrics, resource_label
 
 LOG = logging.getLogger("nodeauthz.admission")
 
@@ -35,7 +38,9 @@ def admission_failed(exc: BaseException) -> Verdict:
     return Verdict(False, f"nodeauthz: admission check failed: {type(exc).__name__}", code=500)
 
 
-def make_admit_endpoint(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
+def make_admit_endpoint(
+    engine: Engine, metrics: WebhookMetrics | None = None
+) -> Callable[[Request], Awaitable[Response]]:
     lookups = StoreLookups(engine)
 
     def decide(request: AdmissionRequest) -> Verdict:
@@ -45,16 +50,25 @@ def make_admit_endpoint(engine: Engine) -> Callable[[Request], Awaitable[Respons
             LOG.error(
                 "admission check failed for %s: %s: %s", describe_request(request), type(exc).__name__, exc
             )
+            if metrics is not None:
+                database_errors().labels("admission_lookup").inc()
             return admission_failed(exc)
 
     async def admit_endpoint(request: Request) -> Response:
+        started = time.perf_counter()
         try:
             review = parse_admission_review(await read_capped(request, MAX_ADMISSION_REVIEW_BYTES))
         except (AdmissionError, BodyRefused) as exc:
+            if metrics is not None:
+                metrics.decided(ADMIT, INVALID, "", started)
             return json_response({"error": str(exc)}, 400)
         verdict = await asyncio.to_thread(decide, review)
         if not verdict.allowed:
             LOG.info("NODE ADMISSION DENY: %s: %s", describe_request(review), verdict.message)
-        return json_response(render_admission_response(review.uid, verdict))
+        response = json_response(render_admission_response(review.uid, verdict))
+        if metrics is not None:
+            outcome = ALLOW if verdict.allowed else ERROR if verdict.code == 500 else DENY
+            metrics.decided(ADMIT, outcome, resource_label(True, review.resource.resource), started)
+        return response
 
     return admit_endpoint

@@ -24,8 +24,10 @@ def test_killed_connections_are_replaced(database_url: str, store: GraphStore) -
         outcomes: list[object] = [(await reader.reach("n1", "secret", "shop", "tls")).found]
         with admin.connect() as conn:  # what a failover does to every open connection
             conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
             )
         try:
             await reader.reach("n1", "secret", "shop", "tls")
