@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from app import __version__
 from app.cli import (
     admission_commands,
+    denial_commands,
     graph_commands,
     replica_commands,
     sync_commands,
@@ -27,7 +28,14 @@ from app.graph.database import URL_ENV
 from app.telemetry.logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging
 
 # Command families, in the order `nodeauthz --help` lists them.
-FAMILIES = (graph_commands, webhook_commands, sync_commands, replica_commands, admission_commands)
+FAMILIES = (
+    graph_commands,
+    webhook_commands,
+    sync_commands,
+    replica_commands,
+    admission_commands,
+    denial_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from app.cli.errors import CommandError, UsageError
@@ -30,6 +33,19 @@ def require_schema(url: str) -> None:
             f"cannot read the database: {first_line(exc.orig or exc)} "
             "(check --database-url; `nodeauthz migrate` creates and migrates a database)"
         ) from None
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def graph_connection(args: argparse.Namespace) -> Iterator[Connection]:
+    """A read connection to the command's database, refused (exit 2) unless it is migrated."""
+    url = database_url(args)
+    require_schema(url)
+    engine = make_read_engine(url)
+    try:
+        with engine.connect() as conn:
+            yield conn
     finally:
         engine.dispose()
 

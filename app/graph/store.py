@@ -108,7 +108,8 @@ class GraphStore:
             rows = self._existing_locked(conn, list(dict.fromkeys(keys)))
             result = ApplyResult(deleted=len(rows))
             result.object_delta.subtract(k.kind for k in rows)
-            _, result.edge_delta = self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            _, removed = self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            result.edge_delta = -removed
             if mark is not None:
                 self._mark_locked(conn, mark, fence)
         return result

@@ -29,11 +29,16 @@ FIELDS = "log_fields"  # extra={FIELDS: {...}}: keys written at the top level of
 _QUIET = ("alembic.runtime.migration", "alembic")
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape: one line, no terminal sequences."""
+    return text.translate(_CONTROL)
+
+
 class EscapingFormatter(logging.Formatter):
     """The text format, with control characters in the message escaped (tracebacks stay multi-line)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        record.message = record.message.translate(_CONTROL)
+        record.message = escape_controls(record.message)
         return super().formatMessage(record)
 
 

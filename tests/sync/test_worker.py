@@ -258,3 +258,41 @@ def test_cli_sync_runs_until_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_writer_counts_what_it_commits_and_how_its_watches_fare(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    from app.graph.explain import graph_totals
+    from app.sync.metrics import sync_metrics
+    from app.web.metrics import render_metrics
+    from tests.metrics import delta
+
+    server.create("pods", pod("web", secret="web-tls"))
+    server.create("pods", pod("api", secret="api-tls"))
+    store.apply([])  # nothing yet: the worker's first COUNT starts from an empty graph
+    before = render_metrics()[0].decode()
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker):
+        wait_for(lambda: worker.initial_sync_done)
+        server.create("pods", pod("db", secret="db-pass"))
+        server.update("pods", pod("web", secret="web-tls-2"))
+        server.delete("pods", "api", "default")
+        wait_for(lambda: not reachable(engine, "n1", "secret", "default", "api-tls"))
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "db-pass"))
+        server.create("nodes", {"metadata": {"name": "n9"}})  # moves the resourceVersion past the pods'
+        server.compact()
+        server.cut_watches()  # the pods watch breaks; watching again from its position gets 410: a re-list
+        server.create("pods", pod("late"))
+        wait_for(lambda: reachable(engine, "n1", "pod", "default", "late"))
+    after = render_metrics()[0].decode()
+    with engine.connect() as conn:
+        objects, edges = graph_totals(conn)
+    assert worker.object_counts["pod"] == objects["pod"] == 3
+    assert worker.edge_count == edges
+    assert sync_metrics().objects.labels("pod")._value.get() == 3  # what /metrics shows
+    assert delta(before, after, "nodeauthz_relists_total", resource="pods") == 2  # first sync + after 410
+    assert delta(before, after, "nodeauthz_watch_restarts_total", resource="pods", reason="error") == 1
+    assert delta(before, after, "nodeauthz_watch_restarts_total", resource="pods", reason="gone") == 1
+    # One lag sample per watch event committed (db, web, api); "late" came with the re-list.
+    assert delta(before, after, "nodeauthz_sync_lag_seconds_count", resource="pods") == 3

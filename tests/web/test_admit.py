@@ -19,6 +19,7 @@ from app.web.app import create_app
 from app.web.settings import Settings
 from tests import builders
 from tests.admission.test_restriction import create_mirror, eviction, pod, review, token_request
+from tests.metrics import delta
 
 NODE = "mynode"  # the node user of tests.admission.test_restriction's reviews
 
@@ -148,3 +149,18 @@ def test_check_admission_cli(database_url: str, store: GraphStore, tmp_path: Pat
     assert refused.returncode == 1 and "does not match the UID in record" in refused.stdout
     (tmp_path / "junk.json").write_text("[]")
     assert run(str(tmp_path / "junk.json")).returncode == 2
+
+
+def test_admission_decisions_are_counted(client: TestClient) -> None:
+    before = client.get("/metrics").text
+    assert post(client, token_request("mypod", "mypod-uid"))["allowed"] is True
+    assert post(client, token_request("otherpod", "otherpod-uid"))["allowed"] is False
+    assert post(client, token_request("nopod", "x"))["status"]["code"] == 404
+    after = client.get("/metrics").text
+
+    def decided(decision: str) -> float:
+        labels = {"webhook": "admit", "decision": decision, "resource": "serviceaccounts"}
+        return delta(before, after, "nodeauthz_decisions_total", **labels)
+
+    assert (decided("allow"), decided("deny"), decided("error")) == (1, 2, 0)
+    assert delta(before, after, "nodeauthz_decision_duration_seconds_count", webhook="admit") == 3
