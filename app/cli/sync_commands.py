@@ -9,12 +9,14 @@ import threading
 from types import FrameType
 from typing import Any
 
+from app.cli.errors import UsageError
 from app.cli.options import add_kube_flags, database_url, parse_resources, require_schema
 from app.graph.database import make_engine
 from app.graph.migrations import upgrade
 from app.graph.store import GraphStore
 from app.sync.api_client import KubeApi
 from app.sync.worker import SyncWorker
+from app.web.metrics import exposition_registry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ def register(subparsers: Any) -> None:
     )
     add_kube_flags(p)
     p.add_argument("--migrate", action="store_true", help="upgrade the schema to head first")
+    p.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve the writer's Prometheus metrics on this port at /metrics (default: not served)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_sync)
 
 
@@ -38,6 +44,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.migrate:
         upgrade(url)
     require_schema(url)
+    if args.metrics_port is not None:
+        serve_metrics(args.metrics_port)
     engine = make_engine(url)
     try:
         api = KubeApi.from_config(args.kubeconfig, args.context)
@@ -58,3 +66,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return 0
     finally:
         engine.dispose()
+
+
+def serve_metrics(port: int) -> None:
+    """``/metrics`` of this process on ``port`` (all interfaces), from a daemon thread."""
+    from prometheus_client import start_http_server
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--metrics-port {port} is out of range")
+    try:
+        start_http_server(port, registry=exposition_registry())
+    except OSError as exc:
+        raise UsageError(f"--metrics-port {port}: {exc.strerror or exc}") from None

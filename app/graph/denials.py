@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, case, delete, exists, select
 
@@ -25,9 +26,8 @@ from app.k8s.kinds import CLUSTER_SCOPED, resolve_kind
 _LIMITS = {"verb": KIND, "reason": REASON}
 
 
-@dataclass(frozen=True, slots=True)
-class DenialKey:
-    """What one row of the report aggregates by."""
+class DenialKey(NamedTuple):
+    """What one row of the report aggregates by (a tuple: cheap to build and hash on the request path)."""
 
     node: str
     verb: str
@@ -39,10 +39,12 @@ class DenialKey:
 
     def clipped(self) -> DenialKey:
         """Each value cut to its column's length (a request may carry any string)."""
-        return DenialKey(*(getattr(self, f.name)[: _LIMITS.get(f.name, NAME)] for f in fields(self)))
+        return DenialKey(
+            *(value[: _LIMITS.get(name, NAME)] for name, value in zip(self._fields, self, strict=True))
+        )
 
     def digest(self) -> str:
-        return hashlib.sha256("\x00".join(astuple(self)).encode()).hexdigest()
+        return hashlib.sha256("\x00".join(self).encode()).hexdigest()
 
 
 @dataclass
@@ -52,10 +54,6 @@ class Tally:
     count: int
     first_seen: datetime
     last_seen: datetime
-
-    def add(self, at: datetime) -> None:
-        self.count += 1
-        self.last_seen = at
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def record_denials(engine: Engine, tallies: Mapping[DenialKey, Tally]) -> None:
         rows.append(
             {
                 "key": clipped.digest(),
-                **{f.name: getattr(clipped, f.name) for f in fields(clipped)},
+                **clipped._asdict(),
                 "count": tally.count,
                 "first_seen": tally.first_seen,
                 "last_seen": tally.last_seen,
@@ -126,7 +124,7 @@ def query_denials(
         stmt = stmt.where(denials.c.resource == resource)
     return [
         DenialRow(
-            DenialKey(*(m[f.name] for f in fields(DenialKey))),
+            DenialKey(*(m[name] for name in DenialKey._fields)),
             int(m["count"]),
             _utc(m["first_seen"]),
             _utc(m["last_seen"]),

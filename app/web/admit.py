@@ -29,7 +29,8 @@ from app.admission.verdict import Verdict
 from app.graph.lookups import StoreLookups
 from app.telemetry.prometheus import database_errors
 from app.web.bodies import BodyRefused, json_response, read_capped
-from app.web.metrics import ADMIT, ALLOW, DENY, ERROR, INVALID, WebhookMetrics, resource_label
+from app.web.decision_recorder import DecisionRecorder
+from app.web.metrics import ADMIT, ALLOW, DENY, ERROR, INVALID, resource_label
 
 LOG = logging.getLogger("nodeauthz.admission")
 
@@ -39,7 +40,7 @@ def admission_failed(exc: BaseException) -> Verdict:
 
 
 def make_admit_endpoint(
-    engine: Engine, metrics: WebhookMetrics | None = None
+    engine: Engine, metrics: DecisionRecorder | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
     lookups = StoreLookups(engine)
 

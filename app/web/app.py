@@ -29,6 +29,7 @@ from app.telemetry.logs import configure_logging
 from app.web.admit import make_admit_endpoint
 from app.web.authorize import make_authorize_endpoint
 from app.web.bodies import json_response
+from app.web.decision_recorder import DecisionRecorder
 from app.web.denial_buffer import DenialBuffer
 from app.web.metrics import make_metrics_endpoint, webhook_metrics
 from app.web.reader_slot import ReaderSlot
@@ -65,6 +66,7 @@ def create_app(
             {"ready": report.ready, "checks": dict(report.checks)}, 200 if report.ready else 503
         )
 
+    recorder = DecisionRecorder(webhook_metrics()) if settings.metrics and not health_only else None
     denials = None
     if settings.denial_report and not health_only:
         denials = DenialBuffer(
@@ -82,12 +84,15 @@ def create_app(
             await slot.get()
         except Exception as exc:  # noqa: BLE001 - serve anyway: not-allowed answers, readyz false
             LOG.error("database not reachable at startup (%s: %s); will retry", type(exc).__name__, exc)
-        flusher = asyncio.create_task(denials.run()) if denials is not None else None
+        tasks = [asyncio.create_task(t.run()) for t in (denials, recorder) if t is not None]
         yield
-        if flusher is not None and denials is not None:
-            flusher.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+                await task
+        if recorder is not None:
+            recorder.publish()
+        if denials is not None:
             await denials.close()  # what the last interval gathered
         await slot.close()
         read_engine.dispose()
@@ -95,19 +100,22 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", make_metrics_endpoint(probe, read_engine), methods=["GET"]),
+        Route(
+            "/metrics",
+            make_metrics_endpoint(probe, read_engine, recorder.publish if recorder else lambda: None),
+            methods=["GET"],
+        ),
     ]
     if not health_only:  # the plain-HTTP probe listener must never answer a review
-        metrics = webhook_metrics() if settings.metrics else None
         authorize = make_authorize_endpoint(
             slot.get,
             authorize_with_selectors=settings.authorize_with_selectors,
-            metrics=metrics,
+            metrics=recorder,
             denials=denials,
         )
         routes += [
             Route("/authorize", authorize, methods=["POST"]),
-            Route("/admit", make_admit_endpoint(read_engine, metrics), methods=["POST"]),
+            Route("/admit", make_admit_endpoint(read_engine, recorder), methods=["POST"]),
         ]
     return Starlette(routes=routes, lifespan=lifespan)
 

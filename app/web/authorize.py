@@ -30,8 +30,9 @@ from app.k8s.attributes import RequestAttributes, node_identity
 from app.telemetry.logs import FIELDS
 from app.telemetry.prometheus import database_errors
 from app.web.bodies import BodyRefused, json_response, read_capped
+from app.web.decision_recorder import DecisionRecorder
 from app.web.denial_buffer import DenialBuffer
-from app.web.metrics import AUTHORIZE, INVALID, WebhookMetrics, resource_label
+from app.web.metrics import AUTHORIZE, INVALID, resource_label
 
 AUDIT = logging.getLogger("nodeauthz.audit")
 LOG = logging.getLogger("nodeauthz.webhook")
@@ -98,7 +99,7 @@ async def decide_with_graph(
     get_reader: Callable[[], Awaitable[Reader]],
     *,
     authorize_with_selectors: bool,
-    metrics: WebhookMetrics | None = None,
+    metrics: DecisionRecorder | None = None,
 ) -> Decision:
     """The decision for ``attrs``; failures become a not-allowed decision, never an exception.
 
@@ -113,7 +114,7 @@ async def decide_with_graph(
         started = time.perf_counter()
         reach = await reader.reach(query.node, query.kind, query.namespace, query.name)
         if metrics is not None:
-            metrics.graph_check.observe(time.perf_counter() - started)
+            metrics.checked(time.perf_counter() - started)
         return resolve(query, reach.verdict())
     except DepthBoundHit as exc:
         LOG.warning("graph check incomplete for %r: %s", attrs.user, exc)
@@ -129,7 +130,7 @@ def make_authorize_endpoint(
     get_reader: Callable[[], Awaitable[Reader]],
     *,
     authorize_with_selectors: bool,
-    metrics: WebhookMetrics | None = None,
+    metrics: DecisionRecorder | None = None,
     denials: DenialBuffer | None = None,
 ) -> Endpoint:
     async def authorize(request: Request) -> Response:

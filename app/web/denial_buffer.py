@@ -1,7 +1,7 @@
 """The denial report's buffer: refusals counted in memory on the request path, written in the background.
 
-``add`` is a dictionary update (no I/O, no lock: the event loop is the only caller), so recording a
-refusal never slows a check. A background task (``run``) hands the tallies to
+``add`` is a dictionary update on a tuple key with float timestamps (no I/O, no lock: the event
+loop is the only caller; about 1 us), so recording a refusal never slows a check. A background task (``run``) hands the tallies to
 ``app.graph.denials.record_denials`` every flush interval, in a worker thread, and applies the
 retention limit every ``PRUNE_INTERVAL_S``. The buffer holds at most ``capacity`` distinct refusals;
 a new one beyond that is dropped and counted (``nodeauthz_denials_dropped_total``), as is a batch
@@ -32,25 +32,27 @@ class DenialBuffer:
         self.flush_interval = flush_interval
         self.retention = retention
         self.dropped = 0
-        self._pending: dict[DenialKey, Tally] = {}
+        self._pending: dict[DenialKey, list[float]] = {}  # key -> [count, first seen, last seen]
         self._metrics = webhook_metrics()
         self._pruned_at = float("-inf")
 
     def add(self, key: DenialKey) -> None:
         """Count one refusal (on the request path: never blocks, never raises)."""
-        now = datetime.now(UTC)
-        tally = self._pending.get(key)
-        if tally is not None:
-            tally.add(now)
+        now = time.time()
+        entry = self._pending.get(key)
+        if entry is not None:
+            entry[0] += 1
+            entry[2] = now
         elif len(self._pending) < self.capacity:
-            self._pending[key] = Tally(1, now, now)
+            self._pending[key] = [1, now, now]
         else:
             self.dropped += 1
             self._metrics.denials_dropped.inc()
 
     async def flush(self) -> None:
         """Write what is buffered (and prune, when due); a failure drops the batch and counts it."""
-        batch, self._pending = self._pending, {}
+        pending, self._pending = self._pending, {}
+        batch = {key: _tally(*entry) for key, entry in pending.items()}
         if batch:
             try:
                 await asyncio.to_thread(record_denials, self.engine, batch)
@@ -83,3 +85,7 @@ class DenialBuffer:
     async def close(self) -> None:
         await self.flush()
         self.engine.dispose()
+
+
+def _tally(count: float, first: float, last: float) -> Tally:
+    return Tally(int(count), datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last, UTC))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from app.ha.readiness import ReadinessReport
 from app.telemetry.prometheus import DURATION_BUCKETS, MULTIPROC_ENV, NAMESPACE, database_errors
 
 if TYPE_CHECKING:
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # What NodeRestriction is registered for beyond the authorizer's resources.
 ADMISSION_RESOURCES = frozenset({"certificatesigningrequests"})
@@ -50,10 +49,6 @@ class WebhookMetrics:
     resource_version_age: Gauge
     denials_dropped: Counter
     denials_recorded: Counter
-
-    def decided(self, webhook: str, outcome: str, resource: str, started: float) -> None:
-        self.decisions.labels(webhook, outcome, resource).inc()
-        self.duration.labels(webhook).observe(time.perf_counter() - started)
 
 
 @functools.cache
@@ -113,22 +108,31 @@ def resource_label(resource_request: bool, resource: str) -> str:
     return resource if resource in RESOURCE_LABELS else "other"
 
 
-def render_metrics() -> tuple[bytes, str]:
-    """The exposition of every process (multiprocess directory) or of this one."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+def exposition_registry() -> CollectorRegistry:
+    """What a scrape shows: every process of the multiprocess directory, or this process alone."""
+    from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     path = os.environ.get(MULTIPROC_ENV)
     if not path:
-        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return REGISTRY
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return registry
+
+
+def render_metrics() -> tuple[bytes, str]:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(exposition_registry()), CONTENT_TYPE_LATEST
 
 
 def make_metrics_endpoint(
-    readiness: Callable[[], Awaitable[ReadinessReport]], read_engine: Engine
+    readiness: Callable[[], Awaitable[ReadinessReport]],
+    read_engine: Engine,
+    before_scrape: Callable[[], None] = lambda: None,
 ) -> Callable[[Request], Awaitable[Response]]:
+    """``before_scrape``: publish what this process holds back (``DecisionRecorder.publish``)."""
     metrics = webhook_metrics()
     database_errors()  # present (at zero) from the first scrape
 
@@ -137,6 +141,7 @@ def make_metrics_endpoint(
             return sync_times(conn)
 
     async def metrics_endpoint(request: Request) -> Response:
+        before_scrape()
         report = await readiness()
         metrics.ready.set(1 if report.ready else 0)
         try:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 
@@ -23,6 +24,8 @@ from app.sync.api_client import KubeApi
 from app.sync.informer import InformerConfig
 from app.sync.worker import SyncWorker
 from tests.fake_apiserver import FakeApiServer
+from tests.metrics import value
+from tests.replica.test_replicas import free_port
 from tests.threads import running
 
 FAST = InformerConfig(page_size=50, watch_timeout=(5, 5), backoff_initial=0.05, backoff_max=0.2, poll=0.05)
@@ -230,6 +233,7 @@ def test_cli_sync_runs_until_sigterm(
     server.create("pods", pod("a", secret="sa"))
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    metrics_port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -242,6 +246,8 @@ def test_cli_sync_runs_until_sigterm(
             str(kubeconfig),
             "--resources",
             "pods,nodes",
+            "--metrics-port",
+            str(metrics_port),
         ],
         cwd=REPO,
         env=env,
@@ -252,6 +258,8 @@ def test_cli_sync_runs_until_sigterm(
         wait_for(lambda: reachable(engine, "n1", "secret", "default", "sa"), timeout=20)
         server.create("pods", pod("b", secret="sb"))
         wait_for(lambda: reachable(engine, "n1", "secret", "default", "sb"))
+        scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+        wait_for(lambda: value(httpx.get(scrape, timeout=5).text, "nodeauthz_objects", kind="pod") == 2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -94,8 +94,13 @@ def decisions_by_process(metrics_dir: Path) -> dict[str, float]:
 def test_two_workers_are_added_up_on_every_scrape(server: tuple[int, Path, Path]) -> None:
     port, metrics_dir, _log = server
     post_reviews(port)
-    per_pid = decisions_by_process(metrics_dir)
-    assert sum(per_pid.values()) == ALLOWED + REFUSED
+
+    # Each worker publishes what it counted once a second (app.web.decision_recorder).
+    def published() -> dict[str, float] | None:
+        counts = decisions_by_process(metrics_dir)
+        return counts if sum(counts.values()) == ALLOWED + REFUSED else None
+
+    per_pid = eventually(published, "both workers' counts in their files")
     assert len([n for n in per_pid.values() if n > 0]) == 2, per_pid  # both workers answered
     for _ in range(6):  # whichever worker answers the scrape, it reports both
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
