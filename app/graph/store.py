@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from app.graph.derivation import DerivedObject
 from app.graph.dialects import for_engine
 from app.graph.fence import Fence, check_fence_locked
 from app.graph.schema import edges, objects, sync_state, vertices
+from app.graph.write_results import ApplyResult, SyncMark
 from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
 
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
@@ -40,31 +41,6 @@ APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
 class _ObjectRow:
     id: int
     fingerprint: str
-
-
-@dataclass(frozen=True)
-class SyncMark:
-    """The resourceVersion the graph reflects for ``resource`` once this write commits."""
-
-    resource: str
-    resource_version: str
-
-
-@dataclass
-class ApplyResult:
-    written: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    # What the committed transaction changed: objects by kind and edges (the writer's counts).
-    object_delta: Counter[str] = field(default_factory=Counter)
-    edge_delta: int = 0
-
-    def add(self, other: ApplyResult) -> None:
-        self.written += other.written
-        self.unchanged += other.unchanged
-        self.deleted += other.deleted
-        self.object_delta.update(other.object_delta)
-        self.edge_delta += other.edge_delta
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:

@@ -29,7 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.graph.derivation import DerivedObject, InvalidObject, derive
 from app.graph.explain import graph_totals
 from app.graph.fence import Fence, LeaseLost
-from app.graph.store import ApplyResult, GraphStore, SyncMark
+from app.graph.store import GraphStore
+from app.graph.write_results import ApplyResult, SyncMark
 from app.k8s.kinds import CLUSTER_SCOPED, OWNER_KINDS, VertexKey
 from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
 from app.sync.api_client import KubeApi, ResourceSpec, WatchEvent

@@ -162,11 +162,15 @@ def test_cut_watch_resumes_without_relist(
 def test_malformed_objects_are_skipped(
     server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
 ) -> None:
+    from app.web.metrics import render_metrics
+    from tests.metrics import delta
+
     bad = pod("bad-listed", secret="s-bad")
     bad["spec"]["nodeName"] = 42
     server.create("pods", bad)
     server.create("pods", pod("good", secret="s-good"))
     worker = worker_for(store, api, resources=["pods"])
+    before = render_metrics()[0].decode()
     with running(worker) as errors:
         wait_for(lambda: worker.initial_sync_done)
         worker_bad = pod("bad-watched", secret="s-bad2")
@@ -177,6 +181,8 @@ def test_malformed_objects_are_skipped(
     assert not errors
     assert reachable(engine, "n1", "secret", "default", "s-good")
     assert store.owned_keys("pod") == {("pod", "default", "good"), ("pod", "default", "after")}
+    after = render_metrics()[0].decode()
+    assert delta(before, after, "nodeauthz_skipped_objects_total", kind="pod", reason="invalid") == 2
 
 
 def test_bookmarks_advance_the_stored_position(

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from app.graph.store import GraphStore, SyncMark
+from app.graph.store import GraphStore
+from app.graph.write_results import SyncMark
 from app.web.app import create_app
 from app.web.settings import Settings
 from tests.metrics import delta, value
