@@ -19,6 +19,13 @@ re-applies pods through the graph store at RATE a second (a third process: real
 edge rewrites in write transactions against the same database). "vs triv" is
 the webhook's req/s over the trivial endpoint's at the same connection count;
 "client", "server" and "churn" are each process's CPU share (1.0 = one core).
+
+``--observability compare`` serves each database twice, with metrics and the denial report off
+(``NODEAUTHZ_METRICS=false NODEAUTHZ_DENIAL_REPORT=false``) and on (the defaults), measured in
+turn at each connection count, and prints on's req/s as a share of off's (target: >= 95%), and the
+same for requests per second of server CPU (what a CPU-bound server would serve; steadier on a
+shared machine). ``--rounds N`` repeats every point N times, in turn; the summary gives the median
+of the per-round shares and their range.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import argparse
 import contextlib
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -345,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--log-level", default="INFO", help="the webhook's log level (default INFO)")
     p.add_argument("--no-baseline", action="store_true", help="skip the trivial endpoint")
+    p.add_argument("--rounds", type=int, default=1, help="measure every point this many times, in turn")
+    p.add_argument(
+        "--observability", choices=sorted(OBSERVABILITY), default="on",
+        help="metrics and the denial report: on (default), off, or compare (both servers, in turn)",
+    )  # fmt: skip
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -405,27 +418,70 @@ def main(argv: list[str] | None = None) -> int:
                 pid = stack.enter_context(server(cmd, port, {}, logs / f"{port}.log"))
                 targets.append(Target("trivial starlette", port, pid))
             for url in urls:
-                port = free_port()
                 backend = "sqlite" if url.startswith("sqlite") else "postgresql"
-                # INFO: the audit line per refusal is part of the real cost (the log goes to a temp file).
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "app",
-                    "--log-level",
-                    args.log_level,
-                    "serve",
-                    "--port",
-                    str(port),
-                ]
-                env = {"NODEAUTHZ_DATABASE_URL": url}
-                pid = stack.enter_context(server(cmd, port, env, logs / f"{port}.log"))
-                targets.append(Target(f"webhook ({backend})", port, pid, url))
+                for label, extra in OBSERVABILITY[args.observability]:
+                    port = free_port()
+                    # INFO: the audit line per refusal is part of the real cost (the log goes to a temp file).
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "app",
+                        "--log-level",
+                        args.log_level,
+                        "serve",
+                        "--port",
+                        str(port),
+                    ]
+                    env = {"NODEAUTHZ_DATABASE_URL": url, **extra}
+                    pid = stack.enter_context(server(cmd, port, env, logs / f"{port}.log"))
+                    targets.append(Target(f"webhook ({backend}){label}", port, pid, url))
+            # Odd rounds take the webhooks in reverse order: neither side always runs right after the baseline.
             results = [
-                r for c in args.concurrency for t in targets for r in run_point(t, c, args, requests_file)
+                {**r, "round": n}
+                for n in range(args.rounds)
+                for c in args.concurrency
+                for t in in_turn(targets, n)
+                for r in run_point(t, c, args, requests_file)
             ]
         summary(results, args.baseline)
+        if args.observability == "compare":
+            observability_summary(results)
     return 0
+
+
+def in_turn(targets: list[Target], round_number: int) -> list[Target]:
+    """The baseline first, then the webhooks: in order in even rounds, reversed in odd ones."""
+    baseline = [t for t in targets if t.url is None]
+    webhooks = [t for t in targets if t.url is not None]
+    return baseline + (webhooks if round_number % 2 == 0 else webhooks[::-1])
+
+
+# --observability: which webhook servers to start per database (name suffix, extra environment).
+_OFF = {"NODEAUTHZ_METRICS": "false", "NODEAUTHZ_DENIAL_REPORT": "false"}
+OBSERVABILITY: dict[str, list[tuple[str, dict[str, str]]]] = {
+    "on": [("", {})],
+    "off": [(" obs off", _OFF)],
+    "compare": [(" obs off", _OFF), (" obs on", {})],
+}
+
+
+def observability_summary(results: list[dict[str, Any]]) -> None:
+    """Metrics + denial buffer on versus off, per database and connection count (target >= 95%)."""
+    by_key = {(r["target"], r["concurrency"], r["round"]): r for r in results}
+    shares: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for (name, c, n), on in sorted(by_key.items()):
+        off = by_key.get((name.removesuffix(" obs on") + " obs off", c, n))
+        if name.endswith(" obs on") and off:
+            per_cpu = (on["rps"] / on["server_cpu"]) / (off["rps"] / off["server_cpu"])
+            shares.setdefault((name.removesuffix(" obs on"), c), []).append((on["rps"] / off["rps"], per_cpu))
+    for (name, c), pairs in shares.items():
+        rps, cpu = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
+        median = statistics.median(rps)
+        print(
+            f"metrics + denial report on, {name}, {c} conns, {len(pairs)} rounds: req/s {median:.1%} of off "
+            f"(range {rps[0]:.1%}-{rps[-1]:.1%}; >= 95%: {'met' if median >= 0.95 else 'NOT met'}); "
+            f"req per server CPU-second {statistics.median(cpu):.1%} (range {cpu[0]:.1%}-{cpu[-1]:.1%})"
+        )
 
 
 if __name__ == "__main__":

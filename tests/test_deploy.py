@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,42 @@ def test_rbac_grants_exactly_what_the_informers_watch() -> None:
     watched = {(group, name) for name, (group, _versions, _kind) in CANDIDATES.items()}
     assert granted == watched
     assert not any("secrets" in rule["resources"] for rule in docs()["ClusterRole"]["rules"])
+
+
+def test_the_service_monitor_scrapes_metrics_on_the_probe_port() -> None:
+    manifests = docs()
+    container = manifests["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    service = manifests["Service"]
+    (endpoint,) = manifests["ServiceMonitor"]["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    assert port["targetPort"] == "health"  # the probe listener: plain HTTP, serves /metrics
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container_ports["health"] == args.health_port
+    selector = manifests["ServiceMonitor"]["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+
+
+def test_alerts_use_only_metrics_the_code_exports_and_match_the_readme() -> None:
+    from app.ha.metrics import leader_metrics
+    from app.sync.metrics import sync_metrics
+    from app.telemetry.prometheus import database_errors
+    from app.web.metrics import render_metrics, webhook_metrics
+
+    webhook_metrics(), sync_metrics(), leader_metrics(), database_errors()
+    exported = set()
+    typed = re.findall(r"^# TYPE (\S+) (\w+)$", render_metrics()[0].decode(), re.M)
+    for name, kind in typed:
+        exported.add(name)
+        if kind == "histogram":
+            exported |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+    readme = (MANIFESTS.parent.parent / "README.md").read_text()
+    rules = docs()["PrometheusRule"]["spec"]["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} == {"NodeauthzNotReady", "NodeauthzSyncStale", "NodeauthzErrors"}
+    for rule in rules:
+        used = set(re.findall(r"\bnodeauthz_\w+", rule["expr"]))
+        assert used and used <= exported, used - exported
+        assert rule["expr"] in readme, f"README lacks the {rule['alert']} expression"
+    table = set(re.findall(r"^\| `(nodeauthz_\w+)` \|", readme, re.M))
+    assert table == {n for n, _ in typed if n.startswith("nodeauthz_") and not n.endswith("_created")}

@@ -271,6 +271,10 @@ _SUBDIVIDED: dict[tuple[str, str], _Handler] = {
 }
 
 
+# The resources the authorizer answers from the graph (bounded label values for metrics).
+SUBDIVIDED_RESOURCES: frozenset[str] = frozenset(resource for _group, resource in _SUBDIVIDED)
+
+
 def decide(attrs: RequestAttributes, gates: FeatureGates = DEFAULT_GATES) -> Decision | PathQuery:
     """Decide ``attrs``, or say which graph question decides it (see module docstring)."""
     node, is_node = node_identity(attrs.user, attrs.groups)

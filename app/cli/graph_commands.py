@@ -1,4 +1,4 @@
-"""Graph commands: ``migrate``, ``load``, ``explain``, ``stats``."""
+"""Graph commands: ``migrate``, ``load``, ``explain``, ``reach``, ``stats``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 import orjson
 
 from app.cli.errors import CommandError, UsageError
-from app.cli.options import database_url, newer_schema, require_schema
-from app.graph.database import make_engine, make_read_engine
+from app.cli.options import database_url, graph_connection, newer_schema, require_schema
+from app.graph.database import make_engine
 from app.graph.explain import find_paths, graph_stats
 from app.graph.fence import LeaseLost, fixed_fence
 from app.graph.migrations import head_revision, upgrade
+from app.graph.node_reach import REACHABLE_KINDS, node_reach
 from app.graph.reach import has_path
 from app.graph.store import GraphStore
 from app.ha.lease import LeaseHeld, hold_lease, unique_holder
@@ -40,6 +41,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_explain)
+
+    p = subparsers.add_parser(
+        "reach", help="every object a node may read now, with the pod (or object) that grants each"
+    )
+    p.add_argument("--node", required=True)
+    p.add_argument("--kind", default=None, help="only this kind: secret, configmap, pvc, pv, sa, ...")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_reach)
 
     p = subparsers.add_parser("stats", help="counts of vertices, edges and objects by kind")
     p.add_argument("--json", action="store_true")
@@ -108,16 +117,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--namespace is required for {kind}")
     if kind == NODE:
         raise UsageError("--kind node: a node reaches only itself; pick the object it reads")
-    url = database_url(args)
-    require_schema(url)
-    engine = make_read_engine(url)
     target = VertexKey(kind, namespace, args.name)
-    try:
-        with engine.connect() as conn:
-            reach = has_path(conn, args.node, kind, namespace, args.name)
-            paths, more = find_paths(conn, args.node, target)
-    finally:
-        engine.dispose()
+    with graph_connection(args) as conn:
+        reach = has_path(conn, args.node, kind, namespace, args.name)
+        paths, more = find_paths(conn, args.node, target)
     if args.json:
         doc = {
             "node": args.node,
@@ -141,15 +144,37 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if reach.found else 1
 
 
+def cmd_reach(args: argparse.Namespace) -> int:
+    kinds = REACHABLE_KINDS
+    if args.kind is not None:
+        try:
+            kinds = (resolve_kind(args.kind),)
+        except ValueError as exc:
+            raise UsageError(f"--kind: {exc}") from exc
+        if kinds[0] == NODE:
+            raise UsageError("--kind node: a node reaches only itself; pick the kind it reads")
+    with graph_connection(args) as conn:
+        grants = node_reach(conn, args.node, kinds)
+    if args.json:
+        doc = {
+            "node": args.node,
+            "objects": [{**g.obj._asdict(), "via": g.via._asdict()} for g in grants],
+        }
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif grants:
+        objects = len({g.obj for g in grants})
+        print(f"node {args.node} may read {objects} objects:")
+        width = max(len(str(g.obj)) for g in grants)
+        for g in grants:
+            print(f"  {str(g.obj):<{width}}  via {g.via}" if g.via != g.obj else f"  {g.obj}")
+    else:
+        print(f"node {args.node} may read nothing through the graph")
+    return 0 if grants else 1
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
-    url = database_url(args)
-    require_schema(url)
-    engine = make_read_engine(url)
-    try:
-        with engine.connect() as conn:
-            stats = graph_stats(conn)
-    finally:
-        engine.dispose()
+    with graph_connection(args) as conn:
+        stats = graph_stats(conn)
     if args.json:
         sys.stdout.write(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0

@@ -10,13 +10,14 @@ functions of the layers below.
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from app import __version__
 from app.cli import (
     admission_commands,
+    denial_commands,
     graph_commands,
     replica_commands,
     sync_commands,
@@ -24,9 +25,17 @@ from app.cli import (
 )
 from app.cli.errors import CommandError, UsageError
 from app.graph.database import URL_ENV
+from app.telemetry.logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging
 
 # Command families, in the order `nodeauthz --help` lists them.
-FAMILIES = (graph_commands, webhook_commands, sync_commands, replica_commands, admission_commands)
+FAMILIES = (
+    graph_commands,
+    webhook_commands,
+    sync_commands,
+    replica_commands,
+    admission_commands,
+    denial_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"SQLAlchemy URL (env {URL_ENV}; default sqlite:///nodeauthz.db)",
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=None,
+        help=f"text (default) or json: one JSON object per line (env {LOG_FORMAT_ENV})",
+    )  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for family in FAMILIES:
@@ -51,14 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # Every command checks the schema revision; alembic announces each look at INFO.
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    args.log_format = args.log_format or os.environ.get(LOG_FORMAT_ENV) or "text"
+    if args.log_format not in LOG_FORMATS:
+        parser.print_usage(sys.stderr)
+        print(
+            f"nodeauthz: error: {LOG_FORMAT_ENV}: expected one of {', '.join(LOG_FORMATS)}", file=sys.stderr
+        )
+        return 2
+    configure_logging(str(args.log_level), args.log_format)
     try:
         code: int = args.func(args)
     except UsageError as exc:

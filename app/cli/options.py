@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from app.cli.errors import CommandError, UsageError
@@ -67,6 +69,19 @@ def newer_schema(url: str) -> tuple[str, str | None] | None:
             return current, schema_problem(conn)
     except DBAPIError:
         return None  # not there yet (a SQLite file migrate creates): the upgrade itself reports errors
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def graph_connection(args: argparse.Namespace) -> Iterator[Connection]:
+    """A read connection to the command's database, refused (exit 2) unless it is migrated."""
+    url = database_url(args)
+    require_schema(url)
+    engine = make_read_engine(url)
+    try:
+        with engine.connect() as conn:
+            yield conn
     finally:
         engine.dispose()
 
@@ -186,6 +201,7 @@ def writer_options(args: argparse.Namespace, url: str) -> WriterOptions:
         resources=tuple(parse_resources(args.resources)),
         lease_duration=args.lease_duration,
         log_level=args.log_level,
+        log_format=getattr(args, "log_format", None) or "text",
     )
 
 
@@ -220,6 +236,7 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         "database_url": args.database_url,
         "feature_gates": feature_gates_from_args(args),
         "log_level": args.log_level,
+        "log_format": getattr(args, "log_format", None),
         **flags,
         **extra,
     }

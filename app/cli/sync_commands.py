@@ -8,9 +8,11 @@ import signal
 from types import FrameType
 from typing import Any
 
+from app.cli.errors import UsageError
 from app.cli.options import add_kube_flags, add_writer_flags, database_url, require_schema, writer_options
 from app.graph.migrations import upgrade
 from app.ha.elected_writer import ElectedWriter
+from app.web.metrics import exposition_registry
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,10 @@ def register(subparsers: Any) -> None:
     add_kube_flags(p)
     add_writer_flags(p)
     p.add_argument("--migrate", action="store_true", help="upgrade the schema to head first")
+    p.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve the writer's Prometheus metrics on this port at /metrics (default: not served)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_sync)
 
 
@@ -36,6 +42,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.migrate:
         upgrade(url)
     require_schema(url)
+    if args.metrics_port is not None:
+        serve_metrics(args.metrics_port)
     writer = ElectedWriter(options)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -49,3 +57,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     return 0
+
+
+def serve_metrics(port: int) -> None:
+    """``/metrics`` of this process on ``port`` (all interfaces), from a daemon thread."""
+    from prometheus_client import start_http_server
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--metrics-port {port} is out of range")
+    try:
+        start_http_server(port, registry=exposition_registry())
+    except OSError as exc:
+        raise UsageError(f"--metrics-port {port}: {exc.strerror or exc}") from None

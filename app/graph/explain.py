@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
@@ -104,3 +104,22 @@ def graph_stats(conn: Connection) -> dict[str, object]:
 
 def _iso(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+_EDGE_TOTAL_SQL = text("SELECT COUNT(*) FROM edges")
+
+
+def graph_totals(conn: Connection) -> tuple[dict[str, int], int]:
+    """Objects by kind and the number of edges: where the writer's running counts start from."""
+    objects = {str(k): int(n) for k, n in conn.execute(_STATS_SQL["objects"])}
+    return objects, int(conn.execute(_EDGE_TOTAL_SQL).scalar() or 0)
+
+
+def sync_times(conn: Connection) -> dict[str, datetime]:
+    """When each resource's position was last committed (UTC)."""
+    out = {}
+    for resource, synced_at in conn.execute(text("SELECT resource, synced_at FROM sync_state")):
+        if isinstance(synced_at, str):  # SQLite without type information
+            synced_at = datetime.fromisoformat(synced_at)
+        out[str(resource)] = synced_at.replace(tzinfo=UTC) if synced_at.tzinfo is None else synced_at
+    return out

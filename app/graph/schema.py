@@ -15,6 +15,10 @@ Reading it with plain SQL:
 - ``unstored_objects``: watched objects the database refused, set aside (see ``nodeauthz stats``).
 - ``schema_window``: the oldest code revision that may serve on this schema (expand/contract).
 - ``writer_lease``: which replica may write, fenced by ``epoch``.
+- ``denials``: every no-opinion answered for a node, aggregated by (node, verb,
+  resource, subresource, namespace, name, reason) with first/last seen and a
+  count; written by every replica's webhook (``app.graph.denials``), read by
+  ``nodeauthz denials``. ``key`` digests the seven columns.
 
 No secret or configmap contents are stored anywhere: only names.
 """
@@ -133,4 +137,24 @@ writer_lease = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("renewed_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+REASON = 512
+
+denials = Table(
+    "denials",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("node", String(NAME), nullable=False),
+    Column("verb", String(KIND), nullable=False),
+    Column("resource", String(NAME), nullable=False),
+    Column("subresource", String(NAME), nullable=False),
+    Column("namespace", String(NAME), nullable=False),
+    Column("name", String(NAME), nullable=False),
+    Column("reason", String(REASON), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    # Retention deletes and ``--since`` read by last_seen.
+    Index(None, "last_seen"),
 )

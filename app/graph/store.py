@@ -16,6 +16,7 @@ SQLite) and call ``_locked`` helpers that assume one is open.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from app.graph.derivation import DerivedObject
 from app.graph.dialects import for_engine
 from app.graph.fence import Fence, FenceSource, check_fence_locked
 from app.graph.schema import edges, objects, sync_state, unstored_objects, vertices
+from app.graph.write_results import ApplyResult, SyncMark
 from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
 
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
@@ -39,21 +41,6 @@ APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
 class _ObjectRow:
     id: int
     fingerprint: str
-
-
-@dataclass(frozen=True)
-class SyncMark:
-    """The resourceVersion the graph reflects for ``resource`` once this write commits."""
-
-    resource: str
-    resource_version: str
-
-
-@dataclass
-class ApplyResult:
-    written: int = 0
-    unchanged: int = 0
-    deleted: int = 0
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -87,9 +74,7 @@ class GraphStore:
             self._clear_unstored_locked(conn, list(latest))
             # Bounded statements even for a 150k-object list: one transaction, many batches.
             for batch in _chunks(pending, APPLY_BATCH):
-                part = self._apply_locked(conn, batch)
-                result.written += part.written
-                result.unchanged += part.unchanged
+                result.add(self._apply_locked(conn, batch))
             if mark is not None:
                 self._mark_locked(conn, mark, fence)
         return result
@@ -101,7 +86,9 @@ class GraphStore:
             self._clear_unstored_locked(conn, wanted)
             rows = self._existing_locked(conn, wanted)
             result = ApplyResult(deleted=len(rows))
-            self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            result.object_delta.subtract(k.kind for k in rows)
+            _, removed = self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            result.edge_delta = -removed
             if mark is not None:
                 self._mark_locked(conn, mark, fence)
         return result
@@ -110,7 +97,7 @@ class GraphStore:
         with self._transaction() as (conn, fence):
             self._mark_locked(conn, mark, fence)
 
-    def set_aside(self, key: VertexKey, resource_version: str, reason: str) -> None:
+    def set_aside(self, key: VertexKey, resource_version: str, reason: str) -> ApplyResult:
         """An object the database refused: drop what is stored of it and record why, in one transaction.
 
         Dropping its stored version is the safe side: an update that cannot be stored must not leave
@@ -118,7 +105,10 @@ class GraphStore:
         """
         with self._transaction() as (conn, _fence):
             rows = self._existing_locked(conn, [key])
-            self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            result = ApplyResult(deleted=len(rows))
+            result.object_delta.subtract(k.kind for k in rows)
+            _, removed = self._remove_locked(conn, [r.id for r in rows.values()], drop_objects=True)
+            result.edge_delta = -removed
             values = {
                 "resource_version": resource_version[:64],
                 "reason": reason[:1024],
@@ -138,6 +128,7 @@ class GraphStore:
                 )
             )
         self._has_unstored = True
+        return result
 
     def forget_cached_ids(self) -> None:
         """Drop cached vertex ids: call when (re)gaining the writer role, another writer may have moved on."""
@@ -211,9 +202,10 @@ class GraphStore:
         if unchanged:
             self._dialect.update_versions(conn, unchanged)
         owner_ids: dict[VertexKey, int] = {}
+        edges_removed = 0
         if replaced:
             ids = [existing[o.key].id for o in replaced]
-            candidates = self._remove_locked(conn, ids, drop_objects=False, collect_only=True)
+            candidates, edges_removed = self._remove_locked(conn, ids, drop_objects=False, collect_only=True)
             self._dialect.update_objects(
                 conn,
                 [
@@ -236,16 +228,22 @@ class GraphStore:
             )
             inserted = self._existing_locked(conn, [o.key for o in fresh if o.edges])
             owner_ids.update({key: row.id for key, row in inserted.items()})
-        self._insert_edges_locked(conn, [o for o in (*replaced, *fresh) if o.edges], owner_ids)
+        added = self._insert_edges_locked(conn, [o for o in (*replaced, *fresh) if o.edges], owner_ids)
         if candidates:
             self._collect_garbage_locked(conn, candidates)
-        return ApplyResult(written=len(replaced) + len(fresh), unchanged=len(unchanged))
+        return ApplyResult(
+            written=len(replaced) + len(fresh),
+            unchanged=len(unchanged),
+            object_delta=Counter(o.kind for o in fresh),
+            edge_delta=added - edges_removed,
+        )
 
     def _insert_edges_locked(
         self, conn: Connection, items: Sequence[DerivedObject], owner_ids: dict[VertexKey, int]
-    ) -> None:
+    ) -> int:
+        """Insert the edges of these owners (whose old edges are gone); returns how many."""
         if not items:
-            return
+            return 0
         needed: set[VertexKey] = set()
         for obj in items:
             for e in obj.edges:
@@ -268,6 +266,7 @@ class GraphStore:
                         node_id = node_ids[e.node] = ids[VertexKey(NODE, "", e.node)]
                 rows[(owner, ids[e.source], ids[e.target])] = node_id
         self._dialect.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
+        return len(rows)
 
     def _vertex_ids_locked(self, conn: Connection, keys: set[VertexKey]) -> dict[VertexKey, int]:
         cache = self._vertex_ids
@@ -288,21 +287,23 @@ class GraphStore:
 
     def _remove_locked(
         self, conn: Connection, owner_ids: Sequence[int], *, drop_objects: bool, collect_only: bool = False
-    ) -> set[int]:
-        """Delete the edges of these owners; return the vertex ids they touched (clean-up candidates)."""
+    ) -> tuple[set[int], int]:
+        """Delete the edges of these owners; return the vertex ids they touched (clean-up candidates)
+        and how many edges went."""
         candidates: set[int] = set()
+        removed = 0
         for chunk in _chunks(owner_ids):
             for f, t in conn.execute(
                 select(edges.c.from_id, edges.c.to_id).where(edges.c.owner_id.in_(chunk))
             ):
                 candidates.add(f)
                 candidates.add(t)
-            conn.execute(delete(edges).where(edges.c.owner_id.in_(chunk)))
+            removed += conn.execute(delete(edges).where(edges.c.owner_id.in_(chunk))).rowcount
             if drop_objects:
                 conn.execute(delete(objects).where(objects.c.id.in_(chunk)))
         if not collect_only and candidates:
             self._collect_garbage_locked(conn, candidates)
-        return candidates
+        return candidates, removed
 
     def _collect_garbage_locked(self, conn: Connection, candidates: set[int]) -> None:
         """Remove vertices that no edge touches any more (upstream removes orphaned neighbours)."""

@@ -18,8 +18,10 @@ from app.graph.fence import Fence, FenceSource, LeaseLost
 from app.graph.store import GraphStore
 from app.ha.leader_loop import LeaderLoop
 from app.ha.lease import LeaseManager
+from app.ha.metrics import leader_metrics
 from app.sync.api_client import KubeApi
 from app.sync.worker import SyncWorker
+from app.telemetry.logs import configure_logging
 
 LOG = logging.getLogger("nodeauthz.replica")
 FRESHNESS_LOG_INTERVAL_S = float(
@@ -36,6 +38,7 @@ class WriterOptions:
     resources: tuple[str, ...] = ()
     lease_duration: float = 15.0
     log_level: str = "INFO"
+    log_format: str = "text"
 
 
 class ElectedWriter:
@@ -57,6 +60,8 @@ class ElectedWriter:
 
     def _elected(self, fence: Fence) -> None:
         LOG.info("elected writer %s (epoch %d): syncing", fence.holder, fence.epoch)
+        leader_metrics().is_leader.set(1)
+        leader_metrics().epoch.set(fence.epoch)
         self._worker_stop = threading.Event()
         resources = self.options.resources or None
         # This term's fence only, never the loop's current one: once the term ends (deposed, or
@@ -92,12 +97,14 @@ class ElectedWriter:
 
     def _deposed(self) -> None:
         LOG.info("no longer the writer: stopping the informers")
+        leader_metrics().is_leader.set(0)
         self._worker_stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
 
     def run(self) -> None:
+        leader_metrics().is_leader.set(0)
         self.loop.start()
         while not self.stop.wait(FRESHNESS_LOG_INTERVAL_S):
             worker = self._worker
@@ -118,10 +125,7 @@ class ElectedWriter:
 
 def writer_main(options: WriterOptions) -> None:
     """Entry point of the writer child process."""
-    logging.basicConfig(
-        level=options.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s",
-    )
+    configure_logging(options.log_level, options.log_format)
     writer = ElectedWriter(options)
     signal.signal(signal.SIGTERM, lambda *_: writer.stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop

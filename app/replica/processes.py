@@ -27,6 +27,7 @@ from typing import Any
 
 from app.ha.elected_writer import WriterOptions
 from app.replica.writer_child import writer_child_main
+from app.telemetry.prometheus import prepare_multiprocess_dir
 from app.web.server import run_server
 from app.web.settings import Settings
 
@@ -35,6 +36,7 @@ LOG = logging.getLogger("nodeauthz.replica")
 
 def run_replica(settings: Settings, options: WriterOptions) -> int:
     """Serve the webhook in this process and the elected writer in a child; returns the exit code."""
+    prepare_multiprocess_dir()  # before the writer starts: its metrics go where the webhook reads them
     ctx = multiprocessing.get_context("spawn")
     # The child stops by itself when this process dies, even by SIGKILL (app.replica.writer_child).
     child = ctx.Process(target=writer_child_main, args=(options, os.getpid()), name="nodeauthz-writer")

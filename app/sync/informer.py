@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.sync.api_client import ApiError, KubeApi, ResourceSpec, StreamEnded, WatchEvent, WatchStream
+from app.sync.metrics import sync_metrics
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,18 @@ class Informer:
 
     def run(self, stop: threading.Event) -> None:
         name = self.spec.name
+        restarts = sync_metrics().watch_restarts
         while not stop.is_set():
+            watching = self.resource_version is not None
             try:
-                if self.resource_version is None:
+                if not watching:
                     self._list(stop)
                 else:
                     self._watch(stop)
+                    if not stop.is_set():
+                        restarts.labels(name, "timeout").inc()
             except _Relist:
+                restarts.labels(name, "gone").inc()
                 log.info("%s: resourceVersion %s is too old; re-listing", name, self.resource_version)
                 self.resource_version = None
             except self.fatal:
@@ -101,6 +107,8 @@ class Informer:
             except Exception as exc:  # noqa: BLE001 - the loop must survive API and database hiccups
                 if stop.is_set():
                     break
+                if watching:
+                    restarts.labels(name, "error").inc()
                 self._failures += 1
                 if isinstance(exc, ApiError) and exc.expired and self._failures == 1:
                     log.info("%s: %s; re-listing", name, exc)  # an expired continue token
@@ -129,6 +137,7 @@ class Informer:
         self.sink.list_finished(self.spec.name, page.resource_version)
         self.resource_version = page.resource_version
         self.lists_completed += 1
+        sync_metrics().relists.labels(self.spec.name).inc()
         self._failures = 0
 
     def _watch(self, stop: threading.Event) -> None:

@@ -24,15 +24,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.graph.derivation import DerivedObject, InvalidObject, derive
+from app.graph.explain import graph_totals
 from app.graph.fence import LeaseLost
-from app.graph.store import GraphStore, SyncMark
-from app.k8s.kinds import CLUSTER_SCOPED, VertexKey
+from app.graph.store import GraphStore
+from app.graph.write_results import ApplyResult, SyncMark
+from app.k8s.kinds import CLUSTER_SCOPED, OWNER_KINDS, VertexKey
 from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
 from app.sync.api_client import KubeApi, ResourceSpec, WatchEvent
 from app.sync.informer import Informer, InformerConfig
+from app.sync.metrics import sync_metrics
+from app.telemetry.prometheus import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,9 @@ class SyncWorker:
         self._lost: str | None = None  # why the lease was lost (the message only: no frames kept)
         self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
         self._lag_lock = threading.Lock()
+        self.metrics = sync_metrics()
+        self.object_counts: dict[str, int] = {}  # the running counts behind nodeauthz_objects/_edges
+        self.edge_count = 0
 
     # -- state for callers ---------------------------------------------------------------------------
 
@@ -104,6 +111,7 @@ class SyncWorker:
         """Until ``stop`` is set; raises LeaseLost (after stopping every informer) if the fence fails."""
         if not self._discover(stop):
             return
+        self._start_counts()
         halt = threading.Event()
         failures: list[BaseException] = []
         informers = [
@@ -198,7 +206,8 @@ class SyncWorker:
         kind = self._kinds[resource]
         with self._writing():
             stale = self.store.owned_keys(kind) - self._seen.pop(resource, set())
-            self.store.delete(sorted(stale), mark=SyncMark(resource, resource_version))
+            mark = SyncMark(resource, resource_version)
+            self._count(self.store.delete(sorted(stale), mark=mark))
         if stale:
             log.info("%s: re-list removed %d objects deleted meanwhile", resource, len(stale))
         self._listed.add(resource)
@@ -222,14 +231,37 @@ class SyncWorker:
             if upserts:
                 self._apply(resource, upserts, mark=None if deletes else mark)
             if deletes:
-                self.store.delete(deletes, mark=mark)
+                self._count(self.store.delete(deletes, mark=mark))
             if not upserts and not deletes:
                 self.store.mark(mark)
         self._current.add(resource)
         now = time.monotonic()
         if events:
+            lags = [now - e.arrived for e in events]
             with self._lag_lock:
-                self._lags.extend(now - e.arrived for e in events)
+                self._lags.extend(lags)
+            histogram = self.metrics.lag.labels(resource)
+            for lag in lags:
+                histogram.observe(lag)
+
+    def _start_counts(self) -> None:
+        """One COUNT when this worker starts writing; from then on, each commit's changes."""
+        with self.store.engine.connect() as conn:
+            counts, self.edge_count = graph_totals(conn)
+        self.object_counts = {kind: counts.get(kind, 0) for kind in OWNER_KINDS} | counts
+        self._publish_counts()
+
+    def _count(self, result: ApplyResult) -> None:
+        """Fold a committed write into the running counts (called under the write lock)."""
+        for kind, delta in result.object_delta.items():
+            self.object_counts[kind] = self.object_counts.get(kind, 0) + delta
+        self.edge_count += result.edge_delta
+        self._publish_counts()
+
+    def _publish_counts(self) -> None:
+        for kind, count in self.object_counts.items():
+            self.metrics.objects.labels(kind).set(count)
+        self.metrics.edges.set(self.edge_count)
 
     def _apply(self, resource: str, items: list[DerivedObject], *, mark: SyncMark | None = None) -> None:
         """Apply a batch; an object the database refuses is set aside so it cannot block the rest.
@@ -238,13 +270,13 @@ class SyncWorker:
         aside; a connection or lock failure propagates and the informer retries the whole batch.
         """
         try:
-            self.store.apply(items, mark=mark)
+            self._count(self.store.apply(items, mark=mark))
             return
         except REFUSED_DATA:
             pass
         for obj in items:  # find the ones it refuses
             try:
-                self.store.apply([obj])
+                self._count(self.store.apply([obj]))
             except REFUSED_DATA as exc:
                 reason = _first_line(exc.orig or exc)
                 log.error(
@@ -253,8 +285,9 @@ class SyncWorker:
                     obj.key,
                     reason,
                 )
-                self.store.set_aside(obj.key, obj.resource_version, reason)
+                self._count(self.store.set_aside(obj.key, obj.resource_version, reason))
                 self.set_aside += 1
+                self.metrics.skipped.labels(obj.kind, "refused").inc()
         if mark is not None:
             self.store.mark(mark)
 
@@ -279,11 +312,15 @@ class SyncWorker:
             except LeaseLost as exc:
                 self._lost = str(exc)
                 raise
+            except SQLAlchemyError:
+                database_errors().labels("sync_write").inc()
+                raise
 
     def _derive(self, resource: str, kind: str, raw: Mapping[str, Any]) -> DerivedObject | None:
         try:
             return derive(raw, kind)
         except InvalidObject as exc:
+            self.metrics.skipped.labels(kind, "invalid").inc()
             key = _key(kind, raw)
             log.warning("%s: skipping malformed object %s: %s", resource, key or "(no name)", exc)
             return None

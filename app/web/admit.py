@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Engine
@@ -27,7 +28,10 @@ from app.admission.review import (
 )
 from app.admission.verdict import Verdict
 from app.graph.lookups import StoreLookups
+from app.telemetry.prometheus import database_errors
 from app.web.bodies import BodyRefused, json_response, read_capped
+from app.web.decision_recorder import DecisionRecorder
+from app.web.metrics import ADMIT, ALLOW, DENY, ERROR, INVALID, resource_label
 
 LOG = logging.getLogger("nodeauthz.admission")
 
@@ -37,7 +41,10 @@ def admission_failed(exc: BaseException) -> Verdict:
 
 
 def make_admit_endpoint(
-    engine: Engine, timeout: float, options: AdmissionOptions = DEFAULT_OPTIONS
+    engine: Engine,
+    timeout: float,
+    options: AdmissionOptions = DEFAULT_OPTIONS,
+    metrics: DecisionRecorder | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
     lookups = StoreLookups(engine)
 
@@ -48,16 +55,23 @@ def make_admit_endpoint(
             LOG.error(
                 "admission check failed for %s: %s: %s", describe_request(request), type(exc).__name__, exc
             )
+            if metrics is not None:
+                database_errors().labels("admission_lookup").inc()
             return admission_failed(exc)
 
     async def admit_endpoint(request: Request) -> Response:
+        started = time.perf_counter()
         try:
             review = parse_admission_review(await read_capped(request, MAX_ADMISSION_REVIEW_BYTES))
         except (AdmissionError, BodyRefused) as exc:
+            if metrics is not None:
+                metrics.decided(ADMIT, INVALID, "", started)
             return json_response({"error": str(exc)}, 400)
         try:
             verdict = await asyncio.wait_for(asyncio.to_thread(decide, review), timeout)
         except TimeoutError:
+            if metrics is not None:
+                database_errors().labels("admission_lookup").inc()
             LOG.error(
                 "admission check failed for %s: no answer within %.1fs", describe_request(review), timeout
             )
@@ -68,6 +82,10 @@ def make_admit_endpoint(
             )
         if not verdict.allowed:
             LOG.info("NODE ADMISSION DENY: %s: %s", describe_request(review), verdict.message)
-        return json_response(render_admission_response(review.uid, verdict))
+        response = json_response(render_admission_response(review.uid, verdict))
+        if metrics is not None:
+            outcome = ALLOW if verdict.allowed else ERROR if verdict.code == 500 else DENY
+            metrics.decided(ADMIT, outcome, resource_label(True, review.resource.resource), started)
+        return response
 
     return admit_endpoint

@@ -1,18 +1,21 @@
-"""The webhook app: ``/authorize``, ``/admit``, ``/healthz`` and ``/readyz``, and uvicorn's factories.
+"""The webhook app: ``/authorize``, ``/admit``, ``/healthz``, ``/readyz``, ``/metrics``; uvicorn's factories.
 
 ``/healthz`` is process liveness and touches nothing. ``/readyz`` asks
 ``app.ha.readiness`` (database, schema, and for a replica of ``nodeauthz run``
-the shared graph's sync state). The probe listener (``--health-port``) serves
-the two probes only, never a review.
+the shared graph's sync state). ``/metrics`` is Prometheus (``app.web.metrics``).
+The probe listener (``--health-port``) serves the probes and ``/metrics`` only,
+never a review. The denial buffer's flush task lives as long as the app.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,9 +26,13 @@ from app.admission.options import AdmissionOptions
 from app.graph.database import make_read_engine
 from app.graph.reach import Reader
 from app.ha.readiness import ReadinessReport, check_readiness_async
+from app.telemetry.logs import configure_logging
 from app.web.admit import make_admit_endpoint
 from app.web.authorize import make_authorize_endpoint
 from app.web.bodies import json_response
+from app.web.decision_recorder import DecisionRecorder
+from app.web.denial_buffer import DenialBuffer
+from app.web.metrics import make_metrics_endpoint, webhook_metrics
 from app.web.reader_slot import ReaderSlot
 from app.web.settings import Settings
 
@@ -67,27 +74,60 @@ def create_app(
             {"ready": report.ready, "checks": dict(report.checks)}, 200 if report.ready else 503
         )
 
+    recorder = DecisionRecorder(webhook_metrics()) if settings.metrics and not health_only else None
+    denials = None
+    if settings.denial_report and not health_only:
+        denials = DenialBuffer(
+            # Not the write engine: it would create a missing SQLite file. Each denial transaction
+            # starts with its write, so a deferred BEGIN waits for the lock like an immediate one.
+            make_read_engine(settings.database_url, pool_size=1),
+            capacity=settings.denial_buffer_size,
+            flush_interval=settings.denial_flush_interval,
+            retention=timedelta(hours=settings.denial_retention_hours),
+        )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await slot.get()
         except Exception as exc:  # noqa: BLE001 - serve anyway: not-allowed answers, readyz false
             LOG.error("database not reachable at startup (%s: %s); will retry", type(exc).__name__, exc)
+        tasks = [asyncio.create_task(t.run()) for t in (denials, recorder) if t is not None]
         yield
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if recorder is not None:
+            recorder.publish()
+        if denials is not None:
+            await denials.close()  # what the last interval gathered
         await slot.close()
         read_engine.dispose()
 
-    routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route(
+            "/metrics",
+            make_metrics_endpoint(probe, read_engine, recorder.publish if recorder else lambda: None),
+            methods=["GET"],
+        ),
+    ]
     if not health_only:  # the plain-HTTP probe listener must never answer a review
         authorize = make_authorize_endpoint(
-            slot.get, gates=settings.feature_gates, timeout=settings.check_timeout
+            slot.get,
+            gates=settings.feature_gates,
+            timeout=settings.check_timeout,
+            metrics=recorder,
+            denials=denials,
         )
         admission_options = AdmissionOptions.from_gates(settings.feature_gates)
         routes += [
             Route("/authorize", authorize, methods=["POST"]),
             Route(
                 "/admit",
-                make_admit_endpoint(read_engine, settings.check_timeout, admission_options),
+                make_admit_endpoint(read_engine, settings.check_timeout, admission_options, recorder),
                 methods=["POST"],
             ),
         ]
@@ -102,10 +142,6 @@ def create_health_app_from_env() -> Starlette:
 def create_app_from_env() -> Starlette:
     """uvicorn's factory for ``nodeauthz serve``: settings come from the environment (see Settings)."""
     settings = Settings.from_env()
-    # Each readiness probe opens an alembic context, which announces itself at INFO.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+    # A uvicorn worker process starts with no logging set up; in-process, this repeats the command's.
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

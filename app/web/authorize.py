@@ -5,12 +5,17 @@ failurePolicy), and any failure while deciding (database unreachable, locked,
 missing tables) is ``allowed: false`` with a reason saying the check failed.
 ``denied`` is never sent, so the API server's chain goes on to RBAC exactly as
 with the in-tree Node authorizer.
+
+Each answer is counted (``app.web.metrics``, when given), and each no-opinion for a node is logged on
+``nodeauthz.audit`` with the request's fields as structured keys and added to the denial buffer
+(``app.web.denial_buffer``, when given): neither does I/O on the request path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,11 +25,17 @@ from starlette.responses import Response
 
 from app.authz.node_authorizer import Decision, PathQuery, decide, resolve
 from app.authz.subject_access_review import MAX_REVIEW_BYTES, ReviewError, parse_review, render_response
+from app.graph.denials import DenialKey
 from app.graph.reach import DepthBoundHit, Reach, Reader
 from app.graph.readers import DEFAULT_READ_TIMEOUT_S
 from app.k8s.attributes import RequestAttributes, node_identity
 from app.k8s.feature_gates import FeatureGates
+from app.telemetry.logs import FIELDS
+from app.telemetry.prometheus import database_errors
 from app.web.bodies import BodyRefused, json_response, read_capped
+from app.web.decision_recorder import DecisionRecorder
+from app.web.denial_buffer import DenialBuffer
+from app.web.metrics import AUTHORIZE, INVALID, resource_label
 
 AUDIT = logging.getLogger("nodeauthz.audit")
 LOG = logging.getLogger("nodeauthz.webhook")
@@ -32,12 +43,22 @@ LOG = logging.getLogger("nodeauthz.webhook")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+FAILURE_PREFIX = "nodeauthz: graph check "  # the reasons of decisions the check could not make
+
+
 def check_failed(exc: BaseException) -> Decision:
-    return Decision(False, f"nodeauthz: graph check failed: {type(exc).__name__}")
+    return Decision(False, f"{FAILURE_PREFIX}failed: {type(exc).__name__}")
 
 
 def check_incomplete(exc: DepthBoundHit) -> Decision:
-    return Decision(False, f"nodeauthz: graph check could not complete: {exc}")
+    return Decision(False, f"{FAILURE_PREFIX}could not complete: {exc}")
+
+
+def outcome(decision: Decision) -> str:
+    """The ``decision`` label: allow, no_opinion, or error when the check itself failed."""
+    if decision.allowed:
+        return "allow"
+    return "error" if decision.reason.startswith(FAILURE_PREFIX) else "no_opinion"
 
 
 def attributes_for_log(attrs: RequestAttributes) -> dict[str, Any]:
@@ -57,18 +78,23 @@ def attributes_for_log(attrs: RequestAttributes) -> dict[str, Any]:
     return fields
 
 
-def audit(attrs: RequestAttributes, decision: Decision) -> None:
-    """Upstream logs ``NODE DENY: '<node>' <attributes>``; the same, as one JSON-tailed line."""
+def audit(node: str, attrs: RequestAttributes, decision: Decision) -> None:
+    """Upstream logs ``NODE DENY: '<node>' <attributes>``; the same, escaped: the node as a Python
+    literal and the attributes as JSON, so no value can break the line. The fields also go as
+    ``extra`` keys, which the JSON log format writes as keys of the line's object."""
     level = logging.DEBUG if decision.allowed else logging.INFO
     if not AUDIT.isEnabledFor(level):
-        return
-    node, is_node = node_identity(attrs.user, attrs.groups)
-    if not is_node:
         return
     fields = attributes_for_log(attrs)
     fields["reason"] = decision.reason
     verdict = "ALLOW" if decision.allowed else "DENY"
-    AUDIT.log(level, "NODE %s: '%s' %s", verdict, node, orjson.dumps(fields).decode())
+    extra = {FIELDS: {"node": node, "decision": verdict.lower(), **fields}}
+    AUDIT.log(level, "NODE %s: %r %s", verdict, node, orjson.dumps(fields).decode(), extra=extra)
+
+
+def denial_key(node: str, attrs: RequestAttributes, reason: str) -> DenialKey:
+    name = attrs.name if attrs.resource_request else attrs.path
+    return DenialKey(node, attrs.verb, attrs.resource, attrs.subresource, attrs.namespace, name, reason)
 
 
 async def decide_with_graph(
@@ -77,6 +103,7 @@ async def decide_with_graph(
     *,
     gates: FeatureGates,
     timeout: float = DEFAULT_READ_TIMEOUT_S,
+    metrics: DecisionRecorder | None = None,
 ) -> Decision:
     """The decision for ``attrs``; failures become a not-allowed decision, never an exception.
 
@@ -91,33 +118,58 @@ async def decide_with_graph(
 
         async def ask() -> Reach:
             reader = await get_reader()
-            return await reader.reach(query.node, query.kind, query.namespace, query.name)
+            started = time.perf_counter()
+            reach = await reader.reach(query.node, query.kind, query.namespace, query.name)
+            if metrics is not None:
+                metrics.checked(time.perf_counter() - started)
+            return reach
 
         reach = await asyncio.wait_for(ask(), timeout)
         return resolve(query, reach.verdict())
     except DepthBoundHit as exc:
-        LOG.warning("graph check incomplete for %s: %s", attrs.user, exc)
+        LOG.warning("graph check incomplete for %r: %s", attrs.user, exc)
         return check_incomplete(exc)
     except TimeoutError:
-        LOG.error("graph check failed for %s: no answer from the database within %.1fs", attrs.user, timeout)
+        LOG.error("graph check failed for %r: no answer from the database within %.1fs", attrs.user, timeout)
+        if metrics is not None:
+            database_errors().labels("graph_check").inc()
         return Decision(
             False, f"nodeauthz: graph check failed: no answer from the database within {timeout:g}s"
         )
     except Exception as exc:  # noqa: BLE001 - any failure must answer "not allowed", not 500
-        LOG.error("graph check failed for %s: %s: %s", attrs.user, type(exc).__name__, exc)
+        LOG.error("graph check failed for %r: %s: %s", attrs.user, type(exc).__name__, exc)
+        if metrics is not None:
+            database_errors().labels("graph_check").inc()
         return check_failed(exc)
 
 
 def make_authorize_endpoint(
-    get_reader: Callable[[], Awaitable[Reader]], *, gates: FeatureGates, timeout: float
+    get_reader: Callable[[], Awaitable[Reader]],
+    *,
+    gates: FeatureGates,
+    timeout: float,
+    metrics: DecisionRecorder | None = None,
+    denials: DenialBuffer | None = None,
 ) -> Endpoint:
     async def authorize(request: Request) -> Response:
+        started = time.perf_counter()
         try:
             review = parse_review(await read_capped(request, MAX_REVIEW_BYTES))
         except (ReviewError, BodyRefused) as exc:
+            if metrics is not None:
+                metrics.decided(AUTHORIZE, INVALID, "", started)
             return json_response({"error": str(exc)}, 400)
-        decision = await decide_with_graph(review.attributes, get_reader, gates=gates, timeout=timeout)
-        audit(review.attributes, decision)
-        return json_response(render_response(review.api_version, decision))
+        attrs = review.attributes
+        decision = await decide_with_graph(attrs, get_reader, gates=gates, timeout=timeout, metrics=metrics)
+        node, is_node = node_identity(attrs.user, attrs.groups)
+        if is_node:
+            audit(node, attrs, decision)
+            if denials is not None and not decision.allowed:
+                denials.add(denial_key(node, attrs, decision.reason))
+        response = json_response(render_response(review.api_version, decision))
+        if metrics is not None:
+            label = resource_label(attrs.resource_request, attrs.resource)
+            metrics.decided(AUTHORIZE, outcome(decision), label, started)
+        return response
 
     return authorize

@@ -7,6 +7,7 @@ import os
 import ssl
 from typing import Any
 
+from app.telemetry.prometheus import prepare_multiprocess_dir
 from app.web.settings import Settings
 
 APP_FACTORY = "app.web.app:create_app_from_env"
@@ -14,9 +15,15 @@ HEALTH_APP_FACTORY = "app.web.app:create_health_app_from_env"
 
 
 def run_server(settings: Settings) -> None:
-    """Serve until interrupted. Workers (separate processes) read the settings from the environment."""
+    """Serve until interrupted. Workers (separate processes) read the settings from the environment.
+
+    Metrics of every process (workers, the writer child of ``run``) go to one multiprocess directory.
+    Logging is the command's (``app.telemetry.logs``): uvicorn gets no config of its own, so its
+    loggers propagate to the root handler and share its format.
+    """
     import uvicorn
 
+    prepare_multiprocess_dir()
     os.environ.update(settings.to_env())
     options: dict[str, Any] = {
         "host": settings.host,
@@ -26,6 +33,7 @@ def run_server(settings: Settings) -> None:
         "http": "httptools",
         "access_log": False,  # one line per request costs more than the check itself
         "log_level": settings.log_level.lower(),
+        "log_config": None,
     }
     if settings.tls:
         options.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)

@@ -21,6 +21,7 @@ from typing import Any
 from app.graph.database import resolve_url
 from app.graph.readers import DEFAULT_READ_TIMEOUT_S
 from app.k8s.feature_gates import DEFAULT_GATES, FeatureGates, parse_feature_gates
+from app.telemetry.logs import LOG_FORMATS
 
 ENV_PREFIX = "NODEAUTHZ_"
 DEFAULT_POOL_SIZE = 10  # PostgreSQL reader connections per worker
@@ -75,6 +76,14 @@ class Settings:
     max_writer_silence: float = 30.0
     # Resources whose sync state /readyz requires (``nodeauthz run``); empty: schema and database only.
     require_synced: tuple[str, ...] = ()
+    log_format: str = "text"  # or json (app.telemetry.logs)
+    # Prometheus metrics of each decision (``/metrics`` is served either way).
+    metrics: bool = True
+    # The denial report: no-opinions for nodes, buffered in memory and added to the ``denials`` table.
+    denial_report: bool = True
+    denial_buffer_size: int = 10_000  # distinct refusals held between flushes; beyond it, dropped and counted
+    denial_flush_interval: float = 5.0  # seconds
+    denial_retention_hours: float = 168.0  # rows not seen for this long are deleted
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -97,6 +106,10 @@ class Settings:
             raise ValueError("--workers must be at least 1")
         if self.health_port is not None and self.workers != 1:
             raise ValueError("--health-port needs --workers 1")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
+        if self.denial_buffer_size < 1 or self.denial_flush_interval <= 0 or self.denial_retention_hours <= 0:
+            raise ValueError("the denial buffer size, flush interval and retention must be positive")
 
     @property
     def tls(self) -> bool:

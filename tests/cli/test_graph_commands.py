@@ -119,3 +119,38 @@ def test_commands_refuse_an_unmigrated_database(tmp_path: Path, cluster_file: Pa
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     out = nodeauthz(url, "load", str(cluster_file))
     assert out.returncode == 2 and "run `nodeauthz migrate`" in out.stderr
+
+
+def test_reach_lists_what_a_node_reads_and_why(database_url: str, cluster_file: Path) -> None:
+    assert nodeauthz(database_url, "load", str(cluster_file)).returncode == 0
+    out = nodeauthz(database_url, "reach", "--node", "n1", "--kind", "secret", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "node": "n1",
+        "objects": [
+            {
+                "kind": "secret",
+                "namespace": "csi",
+                "name": "publish",
+                "via": {"kind": "pod", "namespace": "shop", "name": "db"},
+            },
+            {
+                "kind": "secret",
+                "namespace": "shop",
+                "name": "db-pass",
+                "via": {"kind": "pod", "namespace": "shop", "name": "db"},
+            },
+        ],
+    }
+    text = nodeauthz(database_url, "reach", "--node", "n1").stdout.splitlines()
+    assert text[0].startswith("node n1 may read ")
+    assert "secret csi/publish via pod shop/db" in [" ".join(line.split()) for line in text]
+    nothing = nodeauthz(database_url, "reach", "--node", "n2")
+    assert nothing.returncode == 1 and "may read nothing" in nothing.stdout
+
+
+def test_reach_refuses_an_unknown_kind(database_url: str) -> None:
+    for kind in ("widgets", "node"):
+        out = nodeauthz(database_url, "reach", "--node", "n1", "--kind", kind)
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert out.stderr.strip().splitlines()[-1].startswith("nodeauthz: error: --kind")

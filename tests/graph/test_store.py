@@ -8,7 +8,8 @@ from sqlalchemy import Engine, func, select, text
 from app.graph.derivation import derive
 from app.graph.reach import has_path
 from app.graph.schema import edges, objects, vertices
-from app.graph.store import GraphStore, SyncMark
+from app.graph.store import GraphStore
+from app.graph.write_results import SyncMark
 from app.k8s.kinds import VertexKey
 from tests.builders import node, pod, pv, resource_slice, volume_attachment
 from tests.writers import fenced

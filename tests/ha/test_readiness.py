@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from app.graph.database import make_read_engine
 from app.graph.fence import Fence
 from app.graph.migrations import head_revision
-from app.graph.store import SyncMark
+from app.graph.write_results import SyncMark
 from app.ha import readiness
 from app.ha.lease import LeaseManager
 from app.ha.readiness import ReadinessReport, check_readiness, check_readiness_async

@@ -13,16 +13,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import Engine
 
 from app.ha.lease import read_lease
-from tests.builders import node, pod
+from tests.builders import pod
 from tests.fake_apiserver import FakeApiServer
 
 LEASE_S = 3.0
@@ -148,15 +147,6 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> An
             last = exc
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[FakeApiServer, Path]]:
-    with FakeApiServer() as server:
-        server.create("nodes", node("n1"))
-        server.create("nodes", node("n2"))
-        server.create("pods", pod("web", "shop", "n1", secrets=("web-tls",)))
-        yield server, server.write_kubeconfig(tmp_path / "kubeconfig")
 
 
 def test_one_writer_reads_on_both_takeover_on_death(

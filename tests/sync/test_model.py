@@ -414,15 +414,19 @@ class PipelineMachine(RuleBasedStateMachine):
         _clear_database(env.engine)
         self.cluster = Cluster()
         self.uids = itertools.count()
-        self.stack = ExitStack()
-        self.server = self.stack.enter_context(FakeApiServer())
-        kubeconfig = self.server.write_kubeconfig(env.tmp_path / f"kubeconfig-{env.examples}")
-        self.api = KubeApi.from_config(str(kubeconfig))
-        self.stack.callback(self.api.close)
-        self.fence = self._elect(HOLDERS[0])
-        self.store = fenced(env.engine, self.fence)
         self.worker: RunningWorker | None = None
         self.zombies: list[RunningWorker] = []  # deposed writers still running
+        self.stack = ExitStack()
+        self.server = self.stack.enter_context(FakeApiServer())
+        try:
+            kubeconfig = self.server.write_kubeconfig(env.tmp_path / f"kubeconfig-{env.examples}")
+            self.api = KubeApi.from_config(str(kubeconfig))
+            self.stack.callback(self.api.close)
+            self.fence = self._elect(HOLDERS[0])
+        except BaseException:
+            self.stack.close()  # teardown() only runs once __init__ has returned
+            raise
+        self.store = fenced(env.engine, self.fence)
 
     @initialize(batch=st.lists(ops, min_size=2, max_size=8))
     def first_writer(self, batch: list[Op]) -> None:

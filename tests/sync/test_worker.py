@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 
@@ -24,6 +25,8 @@ from app.sync.api_client import KubeApi
 from app.sync.informer import InformerConfig
 from app.sync.worker import SyncWorker
 from tests.fake_apiserver import FakeApiServer
+from tests.metrics import value
+from tests.replica.test_replicas import free_port
 from tests.threads import running
 from tests.writers import fenced
 
@@ -161,11 +164,15 @@ def test_cut_watch_resumes_without_relist(
 def test_malformed_objects_are_skipped(
     server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
 ) -> None:
+    from app.web.metrics import render_metrics
+    from tests.metrics import delta
+
     bad = pod("bad-listed", secret="s-bad")
     bad["spec"]["nodeName"] = 42
     server.create("pods", bad)
     server.create("pods", pod("good", secret="s-good"))
     worker = worker_for(store, api, resources=["pods"])
+    before = render_metrics()[0].decode()
     with running(worker) as errors:
         wait_for(lambda: worker.initial_sync_done)
         worker_bad = pod("bad-watched", secret="s-bad2")
@@ -176,6 +183,8 @@ def test_malformed_objects_are_skipped(
     assert not errors
     assert reachable(engine, "n1", "secret", "default", "s-good")
     assert store.owned_keys("pod") == {("pod", "default", "good"), ("pod", "default", "after")}
+    after = render_metrics()[0].decode()
+    assert delta(before, after, "nodeauthz_skipped_objects_total", kind="pod", reason="invalid") == 2
 
 
 def test_bookmarks_advance_the_stored_position(
@@ -232,6 +241,7 @@ def test_cli_sync_runs_until_sigterm(
     server.create("pods", pod("a", secret="sa"))
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    metrics_port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -244,6 +254,8 @@ def test_cli_sync_runs_until_sigterm(
             str(kubeconfig),
             "--resources",
             "pods,nodes",
+            "--metrics-port",
+            str(metrics_port),
         ],
         cwd=REPO,
         env=env,
@@ -254,6 +266,8 @@ def test_cli_sync_runs_until_sigterm(
         wait_for(lambda: reachable(engine, "n1", "secret", "default", "sa"), timeout=20)
         server.create("pods", pod("b", secret="sb"))
         wait_for(lambda: reachable(engine, "n1", "secret", "default", "sb"))
+        scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+        wait_for(lambda: value(httpx.get(scrape, timeout=5).text, "nodeauthz_objects", kind="pod") == 2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
@@ -327,3 +341,41 @@ def test_an_update_that_cannot_be_stored_removes_the_access_it_granted(
         wait_for(lambda: not reachable(engine, "n1", "secret", "default", "old-secret"))
         assert _unstored_names(engine) == {"web"}
     assert not errors
+
+
+def test_the_writer_counts_what_it_commits_and_how_its_watches_fare(
+    server: FakeApiServer, api: KubeApi, store: GraphStore, engine: Engine
+) -> None:
+    from app.graph.explain import graph_totals
+    from app.sync.metrics import sync_metrics
+    from app.web.metrics import render_metrics
+    from tests.metrics import delta
+
+    server.create("pods", pod("web", secret="web-tls"))
+    server.create("pods", pod("api", secret="api-tls"))
+    store.apply([])  # nothing yet: the worker's first COUNT starts from an empty graph
+    before = render_metrics()[0].decode()
+    worker = worker_for(store, api, resources=["pods"])
+    with running(worker):
+        wait_for(lambda: worker.initial_sync_done)
+        server.create("pods", pod("db", secret="db-pass"))
+        server.update("pods", pod("web", secret="web-tls-2"))
+        server.delete("pods", "api", "default")
+        wait_for(lambda: not reachable(engine, "n1", "secret", "default", "api-tls"))
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "db-pass"))
+        server.create("nodes", {"metadata": {"name": "n9"}})  # moves the resourceVersion past the pods'
+        server.compact()
+        server.cut_watches()  # the pods watch breaks; watching again from its position gets 410: a re-list
+        server.create("pods", pod("late"))
+        wait_for(lambda: reachable(engine, "n1", "pod", "default", "late"))
+    after = render_metrics()[0].decode()
+    with engine.connect() as conn:
+        objects, edges = graph_totals(conn)
+    assert worker.object_counts["pod"] == objects["pod"] == 3
+    assert worker.edge_count == edges
+    assert sync_metrics().objects.labels("pod")._value.get() == 3  # what /metrics shows
+    assert delta(before, after, "nodeauthz_relists_total", resource="pods") == 2  # first sync + after 410
+    assert delta(before, after, "nodeauthz_watch_restarts_total", resource="pods", reason="error") == 1
+    assert delta(before, after, "nodeauthz_watch_restarts_total", resource="pods", reason="gone") == 1
+    # One lag sample per watch event committed (db, web, api); "late" came with the re-list.
+    assert delta(before, after, "nodeauthz_sync_lag_seconds_count", resource="pods") == 3

@@ -19,6 +19,7 @@ from app.web.app import create_app
 from app.web.settings import Settings
 from tests import builders
 from tests.admission.test_restriction import create_mirror, eviction, pod, review, token_request
+from tests.metrics import delta
 
 NODE = "mynode"  # the node user of tests.admission.test_restriction's reviews
 
@@ -222,3 +223,18 @@ def test_pod_certificate_requests_fail_closed(client: TestClient) -> None:
     out = post(client, body)
     assert out["allowed"] is False and out["status"]["code"] == 403
     assert out["status"]["message"].endswith("(its store does not hold service accounts); refused")
+
+
+def test_admission_decisions_are_counted(client: TestClient) -> None:
+    before = client.get("/metrics").text
+    assert post(client, token_request("mypod", "mypod-uid"))["allowed"] is True
+    assert post(client, token_request("otherpod", "otherpod-uid"))["allowed"] is False
+    assert post(client, token_request("nopod", "x"))["status"]["code"] == 404
+    after = client.get("/metrics").text
+
+    def decided(decision: str) -> float:
+        labels = {"webhook": "admit", "decision": decision, "resource": "serviceaccounts"}
+        return delta(before, after, "nodeauthz_decisions_total", **labels)
+
+    assert (decided("allow"), decided("deny"), decided("error")) == (1, 2, 0)
+    assert delta(before, after, "nodeauthz_decision_duration_seconds_count", webhook="admit") == 3
