@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 
 from app.graph.fence import fixed_fence
 from app.graph.store import GraphStore
-from app.ha.lease import LeaseManager, unique_holder
+from app.ha.lease import LeaseManager
+from app.ha.lease_record import unique_holder
 
 LEASE_SECONDS = 5.0
 WAIT_SECONDS = 30.0

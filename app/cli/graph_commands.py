@@ -19,7 +19,8 @@ from app.graph.migrations import head_revision, upgrade
 from app.graph.node_reach import REACHABLE_KINDS, node_reach
 from app.graph.reach import has_path
 from app.graph.store import GraphStore
-from app.ha.lease import LeaseHeld, hold_lease, unique_holder
+from app.ha.lease_record import unique_holder
+from app.ha.one_shot_writer import LeaseHeld, hold_lease
 from app.k8s.kinds import CLUSTER_SCOPED, NODE, VertexKey, resolve_kind
 from app.sync.files import LoadError, load_file
 

@@ -22,7 +22,7 @@ from app.graph.migrations import (
     schema_problem,
 )
 from app.ha.elected_writer import WriterOptions
-from app.ha.lease import unique_holder
+from app.ha.lease_record import unique_holder
 from app.k8s.feature_gates import (
     AUTHORIZE_NODE_WITH_SELECTORS,
     NEWEST_RELEASE,

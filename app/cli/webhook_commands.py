@@ -17,7 +17,8 @@ from app.graph.migrations import upgrade
 from app.graph.reach import Reader
 from app.graph.readers import open_reader
 from app.graph.store import GraphStore
-from app.ha.lease import LeaseHeld, hold_lease, unique_holder
+from app.ha.lease_record import unique_holder
+from app.ha.one_shot_writer import LeaseHeld, hold_lease
 from app.k8s.attributes import NODE_USER_PREFIX, NODES_GROUP, FieldRequirement, RequestAttributes
 from app.sync.files import load_file
 from app.web.authorize import decide_with_graph

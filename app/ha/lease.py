@@ -33,104 +33,25 @@ epoch in its own transaction (``app.graph.fence.check_fence_locked``).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.graph.dialects import for_engine, for_name
+from app.graph.dialects import for_engine
 from app.graph.dialects.base import Clock
 from app.graph.dialects.liveness import LivenessLocks
 from app.graph.fence import Fence
 from app.graph.schema import writer_lease
+from app.ha.lease_record import DEFAULT_LEASE, LeaseInfo, clock_exprs, read_lease
 
-__all__ = [
-    "DEFAULT_LEASE",
-    "Clock",
-    "LeaseHeld",
-    "LeaseInfo",
-    "LeaseManager",
-    "hold_lease",
-    "read_lease",
-    "unique_holder",
-]
+__all__ = ["LeaseManager"]
 
-DEFAULT_LEASE = "graph-writer"
 log = logging.getLogger(__name__)
-
-
-def unique_holder(prefix: str | None = None) -> str:
-    """A holder id unique to this process: two processes sharing one id would share one fence."""
-    base = prefix or os.environ.get("HOSTNAME") or socket.gethostname()
-    return f"{base}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True)
-class LeaseInfo:
-    """The lease row as read at ``observed_at`` (the database's clock on PostgreSQL)."""
-
-    holder: str
-    epoch: int
-    expires_at: datetime
-    renewed_at: datetime
-    acquired_at: datetime
-    observed_at: datetime
-
-    @property
-    def expired(self) -> bool:
-        return self.expires_at <= self.observed_at
-
-    @property
-    def remaining(self) -> float:
-        """Seconds until expiry (negative: expired that long ago)."""
-        return (self.expires_at - self.observed_at).total_seconds()
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything is stored in UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _clock_exprs(
-    conn: Connection, clock: Clock | None, duration: float = 0.0
-) -> tuple[ColumnElement[datetime], ColumnElement[datetime]]:
-    """(now, now + duration) as SQL, by the clock that judges the lease (see the module docstring)."""
-    return for_name(conn.dialect.name).clock_now(clock, duration)
-
-
-def read_lease(
-    conn: Connection, name: str = DEFAULT_LEASE, *, clock: Clock | None = None
-) -> LeaseInfo | None:
-    """The lease row, judged by the same clock the lease is written with (one PK lookup)."""
-    now, _ = _clock_exprs(conn, clock)
-    row = conn.execute(
-        select(
-            writer_lease.c.holder,
-            writer_lease.c.epoch,
-            writer_lease.c.expires_at,
-            writer_lease.c.renewed_at,
-            writer_lease.c.acquired_at,
-            now.label("observed_at"),
-        ).where(writer_lease.c.name == name)
-    ).first()
-    if row is None:
-        return None
-    return LeaseInfo(
-        holder=row.holder,
-        epoch=row.epoch,
-        expires_at=_utc(row.expires_at),
-        renewed_at=_utc(row.renewed_at),
-        acquired_at=_utc(row.acquired_at),
-        observed_at=_utc(row.observed_at),
-    )
 
 
 @dataclass(frozen=True)
@@ -282,7 +203,7 @@ class LeaseManager:
 
     def _create(self, conn: Connection) -> Fence | None:
         t = writer_lease.c
-        now, expires = _clock_exprs(conn, self.clock, self.duration)
+        now, expires = clock_exprs(conn, self.clock, self.duration)
         created = conn.execute(
             self._dialect.insert(writer_lease)
             .values(
@@ -303,7 +224,7 @@ class LeaseManager:
 
     def _swap(self, conn: Connection, row: _Observed) -> Fence | None:
         t = writer_lease.c
-        now, expires = _clock_exprs(conn, self.clock, self.duration)
+        now, expires = clock_exprs(conn, self.clock, self.duration)
         swapped = conn.execute(
             update(writer_lease)
             .where(
@@ -325,7 +246,7 @@ class LeaseManager:
 
     def _renew_locked(self, conn: Connection, fence: Fence) -> Fence | None:
         t = writer_lease.c
-        now, expires = _clock_exprs(conn, self.clock, self.duration)
+        now, expires = clock_exprs(conn, self.clock, self.duration)
         result = conn.execute(
             update(writer_lease)
             .where(*self._matches(fence), t.expires_at > t.renewed_at)  # not released
@@ -336,28 +257,3 @@ class LeaseManager:
     def _matches(self, fence: Fence) -> tuple[ColumnElement[bool], ...]:
         t = writer_lease.c
         return (t.name == fence.lease, t.holder == fence.holder, t.epoch == fence.epoch)
-
-
-class LeaseHeld(RuntimeError):
-    """Another process holds the writer lease: a writer is syncing this database."""
-
-
-@contextmanager
-def hold_lease(
-    engine: Engine, holder: str, *, name: str = DEFAULT_LEASE, duration: float = 15.0
-) -> Iterator[Fence]:
-    """The writer lease for a one-shot writer (``load``, ``demo``), released on exit.
-
-    Raises LeaseHeld when a live writer holds it: a file loaded into a database that a
-    writer is syncing would be overwritten (or would overwrite the cluster's truth).
-    """
-    manager = LeaseManager(engine, name=name, holder=holder, duration=duration)
-    fence = manager.try_acquire()
-    if fence is None:
-        current = manager.current()
-        who = f"{current.holder} (epoch {current.epoch})" if current else "another writer"
-        raise LeaseHeld(f"the writer lease is held by {who}: a writer is syncing this database")
-    try:
-        yield fence
-    finally:
-        manager.release(fence)

@@ -30,9 +30,10 @@ from functools import partial
 from sqlalchemy import Connection, Engine, select, text
 
 from app.graph.dialects import for_engine
+from app.graph.dialects.base import Clock
 from app.graph.migrations import schema_problem
 from app.graph.schema import sync_state
-from app.ha.lease import DEFAULT_LEASE, Clock, LeaseInfo, read_lease
+from app.ha.lease_record import DEFAULT_LEASE, LeaseInfo, read_lease
 
 __all__ = [
     "CORE_RESOURCES",

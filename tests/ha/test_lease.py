@@ -21,7 +21,8 @@ from app.graph.fence import Fence, LeaseLost, check_fence_locked
 from app.graph.schema import objects, writer_lease
 from app.graph.store import GraphStore
 from app.ha.leader_loop import LeaderLoop
-from app.ha.lease import LeaseManager, unique_holder
+from app.ha.lease import LeaseManager
+from app.ha.lease_record import unique_holder
 from tests.clock import FakeClock
 from tests.writers import fenced
 

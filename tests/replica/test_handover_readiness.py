@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from app.ha.lease import read_lease
+from app.ha.lease_record import read_lease
 from tests.builders import node, pod
 from tests.fake_apiserver import FakeApiServer
 from tests.replica.test_replicas import Replica, eventually

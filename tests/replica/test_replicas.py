@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
-from app.ha.lease import read_lease
+from app.ha.lease_record import read_lease
 from tests.builders import pod
 from tests.fake_apiserver import FakeApiServer
 
