@@ -19,15 +19,11 @@ COPY pyproject.toml README.md /src/
 COPY app /src/app
 RUN pip install /src && rm -rf /src
 
-# The working directory holds what alembic needs: `nodeauthz migrate` and
-# `alembic upgrade head` both find ./migrations (alembic.ini names it relative to itself).
+# The alembic revisions ship inside the package: `nodeauthz migrate` needs nothing else.
 WORKDIR /opt/nodeauthz
-COPY alembic.ini ./
-COPY migrations ./migrations
 
 # SQLite by default, on a volume; set NODEAUTHZ_DATABASE_URL=postgresql://... for PostgreSQL.
-ENV NODEAUTHZ_DATABASE_URL=sqlite:////var/lib/nodeauthz/nodeauthz.db \
-    NODEAUTHZ_MIGRATIONS=/opt/nodeauthz/migrations
+ENV NODEAUTHZ_DATABASE_URL=sqlite:////var/lib/nodeauthz/nodeauthz.db
 VOLUME ["/var/lib/nodeauthz"]
 
 USER 10001:10001

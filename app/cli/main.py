@@ -25,6 +25,7 @@ from app.cli import (
 )
 from app.cli.errors import CommandError, UsageError
 from app.graph.database import URL_ENV
+from app.graph.migrations import head_revision
 from app.telemetry.logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging
 
 # Command families, in the order `nodeauthz --help` lists them.
@@ -43,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nodeauthz",
         description="The Kubernetes Node authorizer and NodeRestriction over a persistent, shared SQL graph.",
     )
-    parser.add_argument("--version", action="version", version=f"nodeauthz {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"nodeauthz {__version__} (schema revision {head_revision()})"
+    )
     parser.add_argument(
         "--database-url",
         default=None,

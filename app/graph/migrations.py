@@ -12,9 +12,9 @@ revision ids are numbered (0001, 0002, ...), and it serves when its own head is 
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -26,7 +26,6 @@ from sqlalchemy import Connection, Engine, insert, inspect, select, update
 from app.graph.database import resolve_url
 from app.graph.schema import schema_window
 
-MIGRATIONS_ENV = "NODEAUTHZ_MIGRATIONS"
 WINDOW = "graph"  # the one row of schema_window
 
 
@@ -35,16 +34,8 @@ class SchemaNotCurrent(RuntimeError):
 
 
 def migrations_dir() -> Path:
-    """Where the alembic scripts are: $NODEAUTHZ_MIGRATIONS, the source tree, or ./migrations."""
-    candidates = [
-        os.environ.get(MIGRATIONS_ENV),
-        str(Path(__file__).resolve().parents[2] / "migrations"),
-        str(Path.cwd() / "migrations"),
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "env.py").is_file():
-            return Path(candidate)
-    raise FileNotFoundError(f"alembic migrations not found; set ${MIGRATIONS_ENV} to the migrations folder")
+    """The alembic scripts shipped inside the package (``app/migrations``), wherever it is installed."""
+    return Path(str(resources.files("app") / "migrations"))
 
 
 def alembic_config(url: str | None = None) -> Config:
