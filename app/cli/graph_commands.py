@@ -57,7 +57,8 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)  # show each step taken
+    if logging.getLogger().level <= logging.INFO:
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)  # show each step taken
     url = database_url(args)
     newer = newer_schema(url)
     if newer is not None:  # an older release's migration Job, run after a newer one

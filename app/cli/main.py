@@ -28,6 +28,9 @@ from app.graph.database import URL_ENV
 from app.graph.migrations import head_revision
 from app.telemetry.logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_LEVEL_ENV = "NODEAUTHZ_LOG_LEVEL"
+
 # Command families, in the order `nodeauthz --help` lists them.
 FAMILIES = (
     graph_commands,
@@ -52,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"SQLAlchemy URL (env {URL_ENV}; default sqlite:///nodeauthz.db)",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    parser.add_argument(
+        "--log-level", default=None, type=str.upper, choices=LOG_LEVELS,
+        help=f"{', '.join(LOG_LEVELS)} (default INFO; env {LOG_LEVEL_ENV})",
+    )  # fmt: skip
     parser.add_argument(
         "--log-format", choices=LOG_FORMATS, default=None,
         help=f"text (default) or json: one JSON object per line (env {LOG_FORMAT_ENV})",
@@ -67,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.log_level = args.log_level or os.environ.get(LOG_LEVEL_ENV, "").upper() or "INFO"
+    if args.log_level not in LOG_LEVELS:
+        parser.print_usage(sys.stderr)
+        print(f"nodeauthz: error: {LOG_LEVEL_ENV}: expected one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
+        return 2
     args.log_format = args.log_format or os.environ.get(LOG_FORMAT_ENV) or "text"
     if args.log_format not in LOG_FORMATS:
         parser.print_usage(sys.stderr)

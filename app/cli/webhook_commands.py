@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import shlex
 from importlib import resources
 from typing import Any
@@ -21,7 +22,7 @@ from app.ha.lease_record import unique_holder
 from app.ha.one_shot_writer import LeaseHeld, hold_lease
 from app.k8s.attributes import NODE_USER_PREFIX, NODES_GROUP, FieldRequirement, RequestAttributes
 from app.sync.files import load_file
-from app.web.authorize import decide_with_graph
+from app.web.authorize import FAILURE_PREFIX, decide_with_graph
 from app.web.server import run_server
 from app.web.settings import Settings
 
@@ -137,7 +138,11 @@ async def _check_async(attrs: RequestAttributes, settings: Settings) -> tuple[bo
 
 def _check(args: argparse.Namespace) -> int:
     attrs = attributes_from_args(args)
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("nodeauthz.webhook").setLevel(logging.CRITICAL)  # a failure is reported below, once
     allowed, reason = asyncio.run(_check_async(attrs, settings_from_args(args)))
+    if reason.startswith(FAILURE_PREFIX):  # not an answer: never let it look like a refusal
+        raise CommandError(f"{reason} (is the database reachable and migrated? see `nodeauthz stats`)")
     if allowed:
         print("yes")
         return 0

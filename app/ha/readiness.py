@@ -23,6 +23,7 @@ Pass a read engine (``make_read_engine``): on SQLite the write engine's
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -44,6 +45,7 @@ __all__ = [
     "required_resources",
 ]
 
+LOG = logging.getLogger("nodeauthz.readiness")
 OK = "ok"
 # Resources every cluster serves; optional ones (resourceslices, podcertificaterequests) do not gate readiness.
 CORE_RESOURCES = ("pods", "nodes", "persistentvolumes", "volumeattachments")
@@ -62,9 +64,11 @@ def _report(checks: dict[str, str]) -> ReadinessReport:
     return ReadinessReport(ready=all(v == OK for v in checks.values()), checks=checks)
 
 
-def _error(exc: BaseException) -> str:
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+def _error(step: str, exc: BaseException) -> str:
+    """The probe's short reason. The detail (a server's host, port, user) goes to the log only:
+    /readyz may be served in plain HTTP to anyone who can reach the probe port."""
+    LOG.warning("readiness: %s: %s: %s", step, type(exc).__name__, exc)
+    return f"{type(exc).__name__} (details in the log)"
 
 
 def check_readiness(
@@ -101,7 +105,7 @@ def check_readiness(
             if self_synced is False and not all(v == OK for v in checks.values()):
                 checks["initial_list"] = "this writer's initial list has not completed"
     except Exception as exc:  # noqa: BLE001 - a probe reports, it does not crash
-        checks[step] = ("unreachable: " if step == "database" else "error: ") + _error(exc)
+        checks[step] = ("unreachable: " if step == "database" else "error: ") + _error(step, exc)
     return _report(checks)
 
 

@@ -133,9 +133,7 @@ async def decide_with_graph(
         LOG.error("graph check failed for %r: no answer from the database within %.1fs", attrs.user, timeout)
         if metrics is not None:
             database_errors().labels("graph_check").inc()
-        return Decision(
-            False, f"nodeauthz: graph check failed: no answer from the database within {timeout:g}s"
-        )
+        return Decision(False, f"{FAILURE_PREFIX}failed: no answer from the database within {timeout:g}s")
     except Exception as exc:  # noqa: BLE001 - any failure must answer "not allowed", not 500
         LOG.error("graph check failed for %r: %s: %s", attrs.user, type(exc).__name__, exc)
         if metrics is not None:

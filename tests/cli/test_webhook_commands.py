@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -65,22 +67,41 @@ def test_check_static_rule_and_non_resource(loaded: str, capsys: pytest.CaptureF
     assert run(capsys, loaded, *NODE_A, "--verb", "get", "--path", "/metrics")[0] == 1
 
 
-def test_check_graph_failure_is_no(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"sqlite:///{tmp_path}/absent.db"
-    code, out = run(
-        capsys,
-        url,
-        *NODE_A,
-        "--verb",
-        "get",
-        "--resource",
-        "secrets",
-        "--namespace",
-        "shop",
-        "--name",
-        "web-tls",
+def console(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real console script, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *argv], capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("database", ["missing", "unmigrated"])
+def test_check_that_cannot_reach_the_graph_is_an_error_not_a_no(tmp_path: Path, database: str) -> None:
+    path = tmp_path / "graph.db"
+    if database == "unmigrated":
+        sqlite3.connect(path).close()
+    out = console(
+        "--database-url", f"sqlite:///{path}", "check", *NODE_A,
+        "--verb", "get", "--resource", "secrets", "--namespace", "shop", "--name", "web-tls",
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("nodeauthz: error: nodeauthz: graph check failed: ")
+    assert "reachable and migrated" in out.stderr and len(out.stderr.splitlines()) == 1
+    # A static rule needs no graph: still answered.
+    static = console(
+        "--database-url", f"sqlite:///{path}", "check", *NODE_A, "--verb", "get", "--resource", "services"
     )
-    assert (code, out) == (1, "no - nodeauthz: graph check failed: OperationalError")
+    assert static.returncode == 0 and static.stdout == "yes\n"
+
+
+def test_log_level_is_checked_and_read_from_the_environment(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    flag = console("--log-level", "LOUD", "--database-url", url, "migrate")
+    assert flag.returncode == 2 and "invalid choice: 'LOUD'" in flag.stderr
+    env = console("--database-url", url, "migrate", env={"NODEAUTHZ_LOG_LEVEL": "loud"})
+    assert env.returncode == 2 and "NODEAUTHZ_LOG_LEVEL: expected one of" in env.stderr
+    quiet = console("--database-url", url, "migrate", env={"NODEAUTHZ_LOG_LEVEL": "warning"})
+    assert quiet.returncode == 0 and "Running upgrade" not in quiet.stderr
 
 
 @pytest.mark.parametrize(

@@ -190,7 +190,9 @@ def test_unreachable_database_is_a_report_not_an_exception(database_url: str, tm
         eng.dispose()
     assert not report.ready
     assert list(report.checks) == ["database"]
-    assert report.checks["database"].startswith("unreachable: OperationalError")
+    assert report.checks["database"] == "unreachable: OperationalError (details in the log)"
+    # The probe may be plain HTTP to anyone: no host, port, user or database name in it.
+    assert "127.0.0.1" not in str(report.checks) and "nodeauthz_no_such_database" not in str(report.checks)
 
 
 def test_errors_midway_are_reported_under_their_check(
@@ -204,7 +206,7 @@ def test_errors_midway_are_reported_under_their_check(
     monkeypatch.setattr(readiness, "read_lease", broken)
     report = check(reader, clock)
     assert not report.ready
-    assert report.checks["writer_lease"] == "error: RuntimeError: lease table unreadable"
+    assert report.checks["writer_lease"] == "error: RuntimeError (details in the log)"
 
 
 def test_async_variant_gives_the_same_answer(engine: Engine, reader: Engine, clock: FakeClock) -> None:
