@@ -76,9 +76,14 @@ def configure_logging(level: str | int = "INFO", log_format: str = "text", *, st
     if root.level > logging.DEBUG:
         for name in _QUIET:
             logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # No access log: a line per request costs more than the check itself (and the webhook's own
+    # audit lines say what matters). uvicorn switches it off; a later call here must not switch it on.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
 
 
 def _level(name: str) -> int:

@@ -68,7 +68,8 @@ def make_admit_endpoint(
                 metrics.decided(ADMIT, INVALID, "", started)
             return json_response({"error": str(exc)}, 400)
         try:
-            verdict = await asyncio.wait_for(asyncio.to_thread(decide, review), timeout)
+            async with asyncio.timeout(timeout):
+                verdict = await asyncio.to_thread(decide, review)
         except TimeoutError:
             if metrics is not None:
                 database_errors().labels("admission_lookup").inc()

@@ -67,7 +67,8 @@ def create_app(
 
     async def readyz(request: Request) -> Response:
         try:
-            report = await asyncio.wait_for(probe(), settings.check_timeout)
+            async with asyncio.timeout(settings.check_timeout):
+                report = await probe()
         except TimeoutError:
             report = ReadinessReport(False, {"database": f"no answer within {settings.check_timeout:g}s"})
         return json_response(
