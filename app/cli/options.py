@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from app.cli.errors import CommandError, UsageError
-from app.graph.database import make_read_engine, resolve_url
+from app.graph.database import URL_ENV, make_read_engine, resolve_url
+from app.graph.dialects import for_url
+from app.graph.dialects.sqlite import sqlite_path
 from app.graph.migrations import (
     SchemaNotCurrent,
     current_revision,
@@ -36,7 +38,15 @@ from app.web.settings import Settings, parse_bool
 
 
 def database_url(args: argparse.Namespace) -> str:
-    return resolve_url(args.database_url)
+    """The command's database URL (flag, env, default), refused (exit 2) unless nodeauthz can use it."""
+    try:
+        url = resolve_url(args.database_url)
+        dialect = for_url(url)
+        if dialect.name == "sqlite":
+            sqlite_path(url)  # a file: replicas and commands must share it
+    except (ValueError, ArgumentError) as exc:
+        raise UsageError(f"--database-url / {URL_ENV}: {exc}") from None
+    return url
 
 
 def require_schema(url: str) -> None:
@@ -233,7 +243,7 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         )
     }
     values: dict[str, Any] = {
-        "database_url": args.database_url,
+        "database_url": database_url(args),
         "feature_gates": feature_gates_from_args(args),
         "log_level": args.log_level,
         "log_format": getattr(args, "log_format", None),

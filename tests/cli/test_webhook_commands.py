@@ -376,3 +376,22 @@ def test_health_port_serves_probes_without_client_certificates(database_url: str
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite://", "an in-memory SQLite database cannot be shared"),
+        ("notadb://host/db", "unsupported database 'notadb'"),
+        (":::", "Could not parse"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["stats"], ["serve"], ["check", "--user", "u", "--verb", "get", "--path", "/"]]
+)
+def test_a_database_url_nodeauthz_cannot_use_is_one_line_and_exit_2(
+    url: str, says: str, command: list[str]
+) -> None:
+    out = console("--database-url", url, *command)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"nodeauthz: error: --database-url / NODEAUTHZ_DATABASE_URL: {says}" in out.stderr
