@@ -10,7 +10,8 @@ deleted and updated the ways Kubernetes lets a pod change (binding, labels, an e
 container, a generated resource claim, a terminal phase); PVs (claimRef, secret references) are
 created, updated and deleted. Around them: watches cut, a re-list forced by a 410, writer
 restarts (resume from the stored position, or re-list if compacted meanwhile) and handovers to
-another lease holder, with or without the deposed writer still running.
+another lease holder (``LeaseManager``): after a release, after the writer died, or after it went
+silent while still running, a deposed writer that must then be refused (``LeaseLost``).
 
 After every step the graph must catch up (every watched resource's ``sync_state`` row at the
 server's resourceVersion, written by the current writer), and then every (node, object) decision
@@ -79,6 +80,7 @@ SERVICE_ACCOUNTS = ("sa0", "sa1")
 RESOURCE_CLAIMS = ("r0", "r1")
 PV_NAMES = ("pv0", "pv1")
 HOLDERS = ("replica-0", "replica-1", "replica-2")
+HANDOVERS = ("release", "dead", "silent")
 
 SECRET_VIA = ("volume", "envFrom", "env", "imagePullSecrets", "projected", "initContainer")
 CONFIGMAP_VIA = ("volume", "envFrom", "env", "projected")
@@ -392,6 +394,7 @@ class Env:
 @dataclass
 class RunningWorker:
     worker: SyncWorker
+    fence: Fence
     errors: list[BaseException]
     stack: ExitStack
 
@@ -416,13 +419,18 @@ class PipelineMachine(RuleBasedStateMachine):
         self.uids = itertools.count()
         self.worker: RunningWorker | None = None
         self.zombies: list[RunningWorker] = []  # deposed writers still running
+        self.leases: dict[str, LeaseManager] = {}  # each replica's lease manager (its liveness lock)
+        self.now = 0.0  # the replicas' monotonic clock, which times takeovers of a silent writer
         self.stack = ExitStack()
+        self.stack.callback(self._close_leases)
         self.server = self.stack.enter_context(FakeApiServer())
         try:
             kubeconfig = self.server.write_kubeconfig(env.tmp_path / f"kubeconfig-{env.examples}")
             self.api = KubeApi.from_config(str(kubeconfig))
             self.stack.callback(self.api.close)
-            self.fence = self._elect(HOLDERS[0])
+            fence = self._lease(HOLDERS[0]).try_acquire()
+            assert fence is not None, "the first writer could not take the lease"
+            self.fence = fence
         except BaseException:
             self.stack.close()  # teardown() only runs once __init__ has returned
             raise
@@ -437,17 +445,24 @@ class PipelineMachine(RuleBasedStateMachine):
 
     # -- writers --
 
-    def _elect(self, holder: str) -> Fence:
-        fence = LeaseManager(self.ctx.engine, holder=holder, duration=TEST_LEASE_SECONDS).try_acquire()
-        assert fence is not None, f"{holder} could not take the writer lease"
-        return fence
+    def _lease(self, holder: str) -> LeaseManager:
+        if holder not in self.leases:
+            self.leases[holder] = LeaseManager(
+                self.ctx.engine, holder=holder, duration=TEST_LEASE_SECONDS, monotonic=lambda: self.now
+            )
+        return self.leases[holder]
+
+    def _close_leases(self) -> None:
+        leases, self.leases = self.leases, {}
+        for lease in leases.values():
+            lease.close()
 
     def _start_worker(self) -> None:
         assert self.worker is None
         worker = SyncWorker(self.store, self.api, resources=RESOURCES, config=CONFIG)
         stack = ExitStack()
         errors = stack.enter_context(running(worker))
-        self.worker = RunningWorker(worker, errors, stack)
+        self.worker = RunningWorker(worker, self.fence, errors, stack)
 
     def _detach_worker(self) -> RunningWorker:
         assert self.worker is not None
@@ -465,6 +480,7 @@ class PipelineMachine(RuleBasedStateMachine):
             zombie.stack.close()
             # A deposed writer either never wrote again or was refused: nothing else.
             assert all(isinstance(e, LeaseLost) for e in zombie.errors), zombie.errors
+            self._lease(zombie.fence.holder).step_down(zombie.fence)  # as its leader loop would
 
     def teardown(self) -> None:
         try:
@@ -584,24 +600,47 @@ class PipelineMachine(RuleBasedStateMachine):
             self.server.compact()
         self._start_worker()
 
-    @rule(holder=st.sampled_from(HOLDERS), zombie=st.booleans(), batch=op_batches)
-    def handover(self, holder: str, zombie: bool, batch: list[Op]) -> None:
-        """The lease goes to another holder; the deposed writer is stopped or keeps running."""
+    @rule(holder=st.sampled_from(HOLDERS), how=st.sampled_from(HANDOVERS), batch=op_batches)
+    def handover(self, holder: str, how: str, batch: list[Op]) -> None:
+        """Another replica becomes the writer, and the deposed writer's store must refuse every write.
+
+        ``release``: the writer stopped and gave the lease up (a clean stop), changes happen, the
+        next replica takes over. ``dead``: its process died (worker gone, liveness lock dropped)
+        without a release. ``silent``: it stops renewing but keeps running (a paused process
+        that resumes): the next replica takes over after a whole lease duration without a
+        renewal, then changes happen, which the deposed writer sees too and must fail to write.
+        """
         if holder == self.fence.holder:
             holder = HOLDERS[(HOLDERS.index(holder) + 1) % len(HOLDERS)]
         old_store, old_fence = self.store, self.fence
-        if zombie:
+        if how == "silent":
             self.zombies.append(self._detach_worker())
         else:
             self._stop_worker()
-        for op in batch:
-            self._apply(op)
-        LeaseManager(self.ctx.engine, holder=old_fence.holder, duration=TEST_LEASE_SECONDS).release(old_fence)
-        self.fence = self._elect(holder)
-        assert self.fence.epoch == old_fence.epoch + 1
-        self.store = fenced(self.ctx.engine, self.fence)
+            for op in batch:
+                self._apply(op)
+            if how == "release":
+                self._lease(old_fence.holder).release(old_fence)
+            else:
+                self.leases.pop(old_fence.holder).close()
+        candidate = self._lease(holder)
+        fence = candidate.try_acquire()
+        if how == "silent":
+            assert fence is None, "took the lease of a live writer that had just renewed it"
+            self.now += TEST_LEASE_SECONDS
+            fence = candidate.try_acquire()
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while fence is None and time.monotonic() < deadline:
+            # Candidates poll: PostgreSQL drops a dead session's advisory lock once it sees it end.
+            time.sleep(0.01)
+            fence = candidate.try_acquire()
+        assert fence is not None and fence.epoch == old_fence.epoch + 1, (how, fence, old_fence)
+        self.fence, self.store = fence, fenced(self.ctx.engine, fence)
         self._start_worker()
-        with pytest.raises(LeaseLost):  # the deposed writer's store refuses every write
+        if how == "silent":
+            for op in batch:
+                self._apply(op)
+        with pytest.raises(LeaseLost):
             old_store.delete(sorted(old_store.owned_keys(POD)))
 
     # -- after every step --
@@ -679,7 +718,8 @@ SETTINGS = settings(
 
 def test_pipeline_matches_the_model(database_url: str, engine: Engine, tmp_path: Path) -> None:
     loop = asyncio.new_event_loop()
-    reader = loop.run_until_complete(open_reader(database_url, pool_size=1))
+    # The webhook's reader, with a deadline for a loaded CI machine rather than for an API server.
+    reader = loop.run_until_complete(open_reader(database_url, pool_size=1, timeout=10.0))
     env = PipelineMachine.env = Env(database_url, engine, loop, reader, tmp_path)
     try:
         run_state_machine_as_test(PipelineMachine, settings=SETTINGS)
