@@ -28,6 +28,7 @@ from app.web.settings import Settings
 
 SELECTOR_VERBS = ("list", "watch", "deletecollection")
 SAMPLE_CLUSTER = "sample-cluster.json"
+DEMO_DATABASE_URL = "sqlite:///nodeauthz-demo.db"
 _FIELD_OPS = (("!=", "NotIn"), ("==", "In"), ("=", "In"))
 
 
@@ -58,7 +59,11 @@ def register(subparsers: Any) -> None:
     add_gates_flags(check)
     check.set_defaults(func=_check)
 
-    demo = subparsers.add_parser("demo", help="load a small sample cluster into the database and serve it")
+    demo = subparsers.add_parser(
+        "demo",
+        help="load a small sample cluster into nodeauthz-demo.db (or --database-url; never "
+        "NODEAUTHZ_DATABASE_URL's database) and serve it",
+    )
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8443)
     demo.set_defaults(func=_demo)
@@ -199,6 +204,9 @@ def curl_command(url: str, review: dict[str, Any]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    # Its own file unless --database-url says otherwise, whatever NODEAUTHZ_DATABASE_URL says: the
+    # sample's fake nodes must never land in a real cluster's database.
+    args.database_url = args.database_url or DEMO_DATABASE_URL
     settings = settings_from_args(args)
     count = load_sample_cluster(settings.database_url)
     url = f"http://{settings.host}:{settings.port}/authorize"

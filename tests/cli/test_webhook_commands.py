@@ -395,3 +395,29 @@ def test_a_database_url_nodeauthz_cannot_use_is_one_line_and_exit_2(
     out = console("--database-url", url, *command)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"nodeauthz: error: --database-url / NODEAUTHZ_DATABASE_URL: {says}" in out.stderr
+
+
+def test_demo_never_loads_into_the_database_the_environment_names(tmp_path: Path) -> None:
+    """NODEAUTHZ_DATABASE_URL may be a real cluster's database: the demo's fake nodes go to their own file."""
+    real = tmp_path / "real-cluster.db"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "demo", "--port", str(port)],
+        cwd=tmp_path, env={**os.environ, "NODEAUTHZ_DATABASE_URL": f"sqlite:///{real}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "demo did not come up"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert (tmp_path / "nodeauthz-demo.db").exists()
+    assert not real.exists()
