@@ -9,9 +9,10 @@ from collections import Counter
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 
 from app.cli.errors import CommandError, UsageError
-from app.cli.options import database_url, graph_connection, newer_schema, require_schema
+from app.cli.options import database_url, first_line, graph_connection, newer_schema, require_schema
 from app.graph.database import make_engine
 from app.graph.explain import find_paths, graph_stats
 from app.graph.fence import LeaseLost, fixed_fence
@@ -69,7 +70,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             f"schema at revision {newer[0]}, newer than this version's {head_revision()}, which still serves on it"
         )
         return 0
-    upgrade(url)
+    try:
+        upgrade(url)
+    except DBAPIError as exc:
+        raise CommandError(
+            f"cannot migrate the database: {first_line(exc.orig or exc)} (check --database-url)"
+        ) from None
     print(f"schema at revision {head_revision()}")
     return 0
 

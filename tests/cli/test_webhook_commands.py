@@ -421,3 +421,12 @@ def test_demo_never_loads_into_the_database_the_environment_names(tmp_path: Path
         proc.wait(timeout=20)
     assert (tmp_path / "nodeauthz-demo.db").exists()
     assert not real.exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://postgres@127.0.0.1:1/nodeauthz", "sqlite:////nonexistent-directory/graph.db"]
+)
+def test_migrate_on_a_database_it_cannot_reach_is_one_line_and_exit_2(url: str) -> None:
+    out = console("--database-url", url, "migrate")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("nodeauthz: error: cannot migrate the database: ")
