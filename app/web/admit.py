@@ -31,13 +31,14 @@ from app.graph.lookups import StoreLookups
 from app.telemetry.prometheus import database_errors
 from app.web.bodies import BodyRefused, json_response, read_capped
 from app.web.decision_recorder import DecisionRecorder
+from app.web.failures import failure_cause
 from app.web.metrics import ADMIT, ALLOW, DENY, ERROR, INVALID, resource_label
 
 LOG = logging.getLogger("nodeauthz.admission")
 
 
-def admission_failed(exc: BaseException) -> Verdict:
-    return Verdict(False, f"nodeauthz: admission check failed: {type(exc).__name__}", code=500)
+def admission_failed(exc: BaseException, timeout: float) -> Verdict:
+    return Verdict(False, f"nodeauthz: admission check failed: {failure_cause(exc, timeout)}", code=500)
 
 
 def make_admit_endpoint(
@@ -57,7 +58,7 @@ def make_admit_endpoint(
             )
             if metrics is not None:
                 database_errors().labels("admission_lookup").inc()
-            return admission_failed(exc)
+            return admission_failed(exc, timeout)
 
     async def admit_endpoint(request: Request) -> Response:
         started = time.perf_counter()
@@ -70,17 +71,13 @@ def make_admit_endpoint(
         try:
             async with asyncio.timeout(timeout):
                 verdict = await asyncio.to_thread(decide, review)
-        except TimeoutError:
+        except TimeoutError as exc:
             if metrics is not None:
                 database_errors().labels("admission_lookup").inc()
             LOG.error(
-                "admission check failed for %s: no answer within %.1fs", describe_request(review), timeout
+                "admission check failed for %s: %s", describe_request(review), failure_cause(exc, timeout)
             )
-            verdict = Verdict(
-                False,
-                f"nodeauthz: admission check failed: no answer from the database within {timeout:g}s",
-                500,
-            )
+            verdict = admission_failed(exc, timeout)
         if not verdict.allowed:
             LOG.info("NODE ADMISSION DENY: %s: %s", describe_request(review), verdict.message)
         response = json_response(render_admission_response(review.uid, verdict))

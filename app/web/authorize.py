@@ -35,6 +35,7 @@ from app.telemetry.prometheus import database_errors
 from app.web.bodies import BodyRefused, json_response, read_capped
 from app.web.decision_recorder import DecisionRecorder
 from app.web.denial_buffer import DenialBuffer
+from app.web.failures import failure_cause
 from app.web.metrics import AUTHORIZE, INVALID, resource_label
 
 AUDIT = logging.getLogger("nodeauthz.audit")
@@ -46,8 +47,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 FAILURE_PREFIX = "nodeauthz: graph check "  # the reasons of decisions the check could not make
 
 
-def check_failed(exc: BaseException) -> Decision:
-    return Decision(False, f"{FAILURE_PREFIX}failed: {type(exc).__name__}")
+def check_failed(exc: BaseException, timeout: float = DEFAULT_READ_TIMEOUT_S) -> Decision:
+    return Decision(False, f"{FAILURE_PREFIX}failed: {failure_cause(exc, timeout)}")
 
 
 def check_incomplete(exc: DepthBoundHit) -> Decision:
@@ -132,16 +133,11 @@ async def decide_with_graph(
     except DepthBoundHit as exc:
         LOG.warning("graph check incomplete for %r: %s", attrs.user, exc)
         return check_incomplete(exc)
-    except TimeoutError:
-        LOG.error("graph check failed for %r: no answer from the database within %.1fs", attrs.user, timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure, a deadline included, answers "not allowed", not 500
+        LOG.error("graph check failed for %r: %s: %s", attrs.user, failure_cause(exc, timeout), exc)
         if metrics is not None:
             database_errors().labels("graph_check").inc()
-        return Decision(False, f"{FAILURE_PREFIX}failed: no answer from the database within {timeout:g}s")
-    except Exception as exc:  # noqa: BLE001 - any failure must answer "not allowed", not 500
-        LOG.error("graph check failed for %r: %s: %s", attrs.user, type(exc).__name__, exc)
-        if metrics is not None:
-            database_errors().labels("graph_check").inc()
-        return check_failed(exc)
+        return check_failed(exc, timeout)
 
 
 def make_authorize_endpoint(

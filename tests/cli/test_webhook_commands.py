@@ -22,6 +22,7 @@ from app.graph.store import GraphStore
 from app.k8s.attributes import FieldRequirement
 from app.k8s.feature_gates import DEFAULT_GATES, FeatureGateError, parse_feature_gates
 from app.web.settings import Settings
+from tests.servers import wait_ready
 from tests.web.test_authorize import load_sample
 
 NODE_A = ["--user", "system:node:node-a"]
@@ -199,15 +200,7 @@ def test_demo_serves_the_printed_requests(tmp_path: Path) -> None:
             assert line, f"demo exited early: {(tmp_path / 'demo.log').read_text()}"
             if line.startswith("curl "):
                 commands.append(line.strip())
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
-            time.sleep(0.1)
+        wait_ready(f"http://127.0.0.1:{port}", proc, tmp_path / "demo.log")
         answers = []
         for command in commands:
             argv = shlex.split(command)  # what a shell would run
@@ -407,15 +400,7 @@ def test_demo_never_loads_into_the_database_the_environment_names(tmp_path: Path
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "demo did not come up"
-            time.sleep(0.1)
+        wait_ready(f"http://127.0.0.1:{port}", proc)
     finally:
         proc.terminate()
         proc.wait(timeout=20)

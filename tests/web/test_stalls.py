@@ -25,6 +25,7 @@ import psycopg
 from app.cli.webhook_commands import load_sample_cluster, sample_review
 from tests.pg_server import own_postgres
 from tests.replica.test_replicas import free_port
+from tests.servers import wait_ready
 
 BOUND_S = 2.5  # the check timeout (1 s) plus scheduling slack on a loaded 2-core machine; well under 3 s
 STALL_S = 6.0
@@ -68,15 +69,7 @@ def serving(url: str, log: Path) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_ready(base, proc, log)
         yield base
     finally:
         proc.terminate()
