@@ -11,7 +11,7 @@ import httpx
 
 
 def wait_ready(
-    base: str, proc: subprocess.Popen[bytes], log: Path | None = None, timeout: float = 20.0
+    base: str, proc: subprocess.Popen[Any], log: Path | None = None, timeout: float = 20.0
 ) -> None:
     """Until ``{base}/readyz`` answers 200; fails (with the log) if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
