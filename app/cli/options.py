@@ -176,6 +176,16 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
         help="run: how long replicas stay ready without a live writer, and trust the previous writer's "
         "sync marks after a handover (default 30; env NODEAUTHZ_MAX_WRITER_SILENCE)",
     )  # fmt: skip
+    parser.add_argument(
+        "--read-database-url", default=None, metavar="URL",
+        help="PostgreSQL hot standby (or a service over several) that checks and admission look-ups read "
+        "from; the writer, lease and migrations use --database-url (env NODEAUTHZ_READ_DATABASE_URL)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-read-lag", type=float, default=None, metavar="SECONDS",
+        help="with --read-database-url: answers from a standby further behind the primary than this are "
+        "refused (no-opinion) and /readyz fails (default 5; env NODEAUTHZ_MAX_READ_LAG)",
+    )  # fmt: skip
 
 
 def add_kube_flags(parser: argparse.ArgumentParser) -> None:
@@ -240,6 +250,8 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
             "health_port",
             "check_timeout",
             "max_writer_silence",
+            "read_database_url",
+            "max_read_lag",
         )
     }
     values: dict[str, Any] = {

@@ -6,7 +6,9 @@ in ``objects``; nothing else about them is stored.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select
+from contextlib import AbstractContextManager
+
+from sqlalchemy import Connection, Engine, select
 
 from app.admission.lookups import PodRecord
 from app.graph.schema import objects
@@ -19,11 +21,15 @@ class StoreLookups:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def connect(self) -> AbstractContextManager[Connection]:
+        """The connection a look-up reads on (``app.graph.standby`` checks a standby's first)."""
+        return self.engine.connect()
+
     def pod(self, namespace: str, name: str) -> PodRecord | None:
         stmt = select(objects.c.uid, objects.c.node_name).where(
             objects.c.kind == POD, objects.c.namespace == namespace, objects.c.name == name
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(stmt).first()
         if row is None:
             return None
@@ -33,6 +39,6 @@ class StoreLookups:
         stmt = select(objects.c.uid).where(
             objects.c.kind == NODE, objects.c.namespace == "", objects.c.name == name
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             uid: str | None = conn.execute(stmt).scalar()
         return uid

@@ -46,8 +46,9 @@ def make_admit_endpoint(
     timeout: float,
     options: AdmissionOptions = DEFAULT_OPTIONS,
     metrics: DecisionRecorder | None = None,
+    lookups: StoreLookups | None = None,  # default: on ``engine``
 ) -> Callable[[Request], Awaitable[Response]]:
-    lookups = StoreLookups(engine)
+    lookups = lookups or StoreLookups(engine)
 
     def decide(request: AdmissionRequest) -> Verdict:
         try:

@@ -26,6 +26,7 @@ from app.admission.options import AdmissionOptions
 from app.graph.database import make_read_engine
 from app.graph.reach import Reader
 from app.ha.readiness import ReadinessReport, check_readiness_async
+from app.ha.standby_readiness import with_read_replica
 from app.telemetry.logs import configure_logging
 from app.web.admit import make_admit_endpoint
 from app.web.authorize import make_authorize_endpoint
@@ -35,6 +36,7 @@ from app.web.denial_buffer import DenialBuffer
 from app.web.metrics import make_metrics_endpoint, webhook_metrics
 from app.web.reader_slot import ReaderSlot
 from app.web.settings import Settings
+from app.web.standby_reads import StandbyReads
 
 LOG = logging.getLogger("nodeauthz.webhook")
 
@@ -48,8 +50,16 @@ def create_app(
     readiness: Readiness | None = None,
     health_only: bool = False,
 ) -> Starlette:
-    """The webhook app. Without ``reader`` it opens (and closes) its own for ``settings.database_url``."""
-    slot = ReaderSlot(settings.database_url, settings.pool_size, settings.check_timeout, reader)
+    """The webhook app. Without ``reader`` it opens (and closes) its own for ``settings.database_url``,
+    or for ``settings.read_database_url`` (a standby) when set."""
+    standby = StandbyReads.create(settings) if settings.read_database_url else None
+    slot = ReaderSlot(
+        settings.read_database_url or settings.database_url,
+        settings.pool_size,
+        settings.check_timeout,
+        reader,
+        replica=standby.replica if standby else None,
+    )
     # Admission lookups and probes are rarer and synchronous: a small SQLAlchemy pool, used from threads.
     read_engine = make_read_engine(settings.database_url, pool_size=2)
     if readiness is None:
@@ -60,6 +70,8 @@ def create_app(
             self_synced=None,
             max_writer_silence=settings.max_writer_silence,
         )
+        if standby is not None:
+            readiness = with_read_replica(readiness, slot.get, standby.replica, settings.check_timeout)
     probe = readiness
 
     async def healthz(request: Request) -> Response:
@@ -93,7 +105,7 @@ def create_app(
             await slot.get()
         except Exception as exc:  # noqa: BLE001 - serve anyway: not-allowed answers, readyz false
             LOG.error("database not reachable at startup (%s: %s); will retry", type(exc).__name__, exc)
-        tasks = [asyncio.create_task(t.run()) for t in (denials, recorder) if t is not None]
+        tasks = [asyncio.create_task(t.run()) for t in (denials, recorder, standby) if t is not None]
         yield
         for task in tasks:
             task.cancel()
@@ -105,6 +117,8 @@ def create_app(
             await denials.close()  # what the last interval gathered
         await slot.close()
         read_engine.dispose()
+        if standby is not None:
+            standby.close()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -128,7 +142,13 @@ def create_app(
             Route("/authorize", authorize, methods=["POST"]),
             Route(
                 "/admit",
-                make_admit_endpoint(read_engine, settings.check_timeout, admission_options, recorder),
+                make_admit_endpoint(
+                    read_engine,
+                    settings.check_timeout,
+                    admission_options,
+                    recorder,
+                    lookups=standby.lookups if standby else None,
+                ),
                 methods=["POST"],
             ),
         ]

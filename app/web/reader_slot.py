@@ -7,6 +7,7 @@ import time
 
 from app.graph.reach import Reader
 from app.graph.readers import open_reader
+from app.graph.standby import ReadReplica
 
 REOPEN_INTERVAL_S = 1.0  # how often a failed database connection is retried by requests
 
@@ -15,9 +16,15 @@ class ReaderSlot:
     """Holds one reader; a failed open is retried at most every ``REOPEN_INTERVAL_S`` by requests."""
 
     def __init__(
-        self, database_url: str, pool_size: int, timeout: float, reader: Reader | None = None
+        self,
+        database_url: str,
+        pool_size: int,
+        timeout: float,
+        reader: Reader | None = None,
+        replica: ReadReplica | None = None,  # database_url is a standby, judged by it
     ) -> None:
         self.database_url = database_url
+        self.replica = replica
         self.pool_size = pool_size
         self.timeout = timeout
         self.reader = reader
@@ -35,7 +42,10 @@ class ReaderSlot:
                     raise self._last_error
                 try:
                     self.reader = await open_reader(
-                        self.database_url, pool_size=self.pool_size, timeout=self.timeout
+                        self.database_url,
+                        pool_size=self.pool_size,
+                        timeout=self.timeout,
+                        replica=self.replica,
                     )
                 except Exception as exc:
                     self._last_error, self._retry_at = exc, time.monotonic() + REOPEN_INTERVAL_S

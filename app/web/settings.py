@@ -20,6 +20,7 @@ from typing import Any
 
 from app.graph.database import resolve_url
 from app.graph.readers import DEFAULT_READ_TIMEOUT_S
+from app.graph.standby import DEFAULT_MAX_READ_LAG_S, check_read_url
 from app.k8s.feature_gates import DEFAULT_GATES, FeatureGates, parse_feature_gates
 from app.telemetry.logs import LOG_FORMATS
 
@@ -84,6 +85,11 @@ class Settings:
     denial_buffer_size: int = 10_000  # distinct refusals held between flushes; beyond it, dropped and counted
     denial_flush_interval: float = 5.0  # seconds
     denial_retention_hours: float = 168.0  # rows not seen for this long are deleted
+    # PostgreSQL hot standby(s) that checks and admission look-ups read from (app.graph.standby); the
+    # writer, the lease, migrations, readiness's sync state and the denial report stay on database_url.
+    read_database_url: str | None = None
+    # Beyond this many seconds behind the primary, a standby's answers are refused and /readyz fails.
+    max_read_lag: float = DEFAULT_MAX_READ_LAG_S
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -108,6 +114,10 @@ class Settings:
             raise ValueError("--health-port needs --workers 1")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
+        if self.read_database_url is not None:
+            check_read_url(self.database_url, self.read_database_url)
+        if not 0 < self.max_read_lag <= 3600:
+            raise ValueError("max read lag must be between 0 and 3600 seconds")
         if self.denial_buffer_size < 1 or self.denial_flush_interval <= 0 or self.denial_retention_hours <= 0:
             raise ValueError("the denial buffer size, flush interval and retention must be positive")
 
@@ -147,6 +157,8 @@ class Settings:
         values["database_url"] = resolve_url(
             str(values["database_url"]) if "database_url" in values else None
         )
+        if values.get("read_database_url"):
+            values["read_database_url"] = resolve_url(str(values["read_database_url"]))
         return cls(**values)  # type: ignore[arg-type]
 
 

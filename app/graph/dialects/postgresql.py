@@ -58,6 +58,7 @@ MIGRATION_LOCK_TIMEOUT_S = 120
 READER_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 5  # libpq's connect_timeout (whole seconds)
 READ_STATEMENT_TIMEOUT_MS = 2_000
+READER_APPLICATION_NAME = "nodeauthz-reader"
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -89,19 +90,28 @@ class PostgresReader:
     @classmethod
     async def open(cls, dsn: str, *, pool_size: int, timeout: float = READER_TIMEOUT_S) -> PostgresReader:
         reader = cls(dsn, pool_size, timeout)
-        reader._open += 1
-        try:
-            reader._idle.put_nowait(await reader._connect())
-        except BaseException:
-            reader._open -= 1
-            raise
+        await reader._connect_first()
         return reader
+
+    async def _connect_first(self) -> None:
+        """One connection at once, so a database that cannot be reached fails the open."""
+        self._open += 1
+        try:
+            self._idle.put_nowait(await self._connect())
+        except BaseException:
+            self._open -= 1
+            raise
 
     async def _connect(self) -> Any:
         import asyncpg  # only needed on PostgreSQL
 
         # Both bounded: a stalled server must fail a check, not hold it past the API server's timeout.
-        return await asyncpg.connect(self._dsn, timeout=self._timeout, command_timeout=self._timeout)
+        return await asyncpg.connect(
+            self._dsn,
+            timeout=self._timeout,
+            command_timeout=self._timeout,
+            server_settings={"application_name": READER_APPLICATION_NAME},  # visible in pg_stat_activity
+        )
 
     async def _acquire(self) -> Any:
         try:
@@ -117,14 +127,22 @@ class PostgresReader:
                 raise
         return await self._idle.get()
 
+    def _discard(self, conn: Any) -> None:
+        self._open -= 1
+        conn.terminate()
+
+    async def _fetchrow_on(self, conn: Any, sql: str, *args: Any) -> Any:
+        """One statement on an acquired connection; on failure the connection is dropped (its state is
+        unknown) and the next caller opens a new one."""
+        try:
+            return await conn.fetchrow(sql, *args, timeout=self._timeout)
+        except BaseException:
+            self._discard(conn)
+            raise
+
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
         conn = await self._acquire()  # bounded by the caller: the check as a whole has a deadline
-        try:
-            row = await conn.fetchrow(sql, *args, timeout=self._timeout)
-        except BaseException:
-            self._open -= 1
-            conn.terminate()
-            raise
+        row = await self._fetchrow_on(conn, sql, *args)
         self._idle.put_nowait(conn)
         return row
 
