@@ -15,9 +15,15 @@ DATABASE = "nodeauthz"
 @contextmanager
 def migrated_primary() -> Iterator[OwnServer]:
     with own_postgres() as primary:
-        primary.sql(f"CREATE DATABASE {DATABASE}")
-        upgrade(primary.url(DATABASE))
+        migrated_database(primary, DATABASE)
         yield primary
+
+
+def migrated_database(primary: OwnServer, name: str) -> str:
+    """A new database on ``primary`` at the schema's head; its URL."""
+    primary.sql(f'CREATE DATABASE "{name}"')
+    upgrade(primary.url(name))
+    return primary.url(name)
 
 
 def caught_up(primary: OwnServer, standby: OwnServer, timeout: float = 30.0) -> None:

@@ -72,8 +72,8 @@ SAMPLE_SQL = (
 def check_read_url(primary_url: str, read_url: str) -> None:
     """Raise ValueError unless both URLs are PostgreSQL: standbys are PostgreSQL's way to scale reads."""
     for flag, url in (("--database-url", primary_url), ("--read-database-url", read_url)):
-        if make_url(url).get_backend_name() != "postgresql":
-            raise ValueError(f"--read-database-url needs PostgreSQL for both databases; {flag} is not")
+        if (backend := make_url(url).get_backend_name()) != "postgresql":
+            raise ValueError(f"--read-database-url needs PostgreSQL for both databases; {flag} is {backend}")
 
 
 def position_of(row: Any, offset: int = 0) -> Position:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -21,11 +21,13 @@ from app.graph.freshness import StaleRead
 from app.graph.readers import open_reader
 from app.graph.standby import FreshLookups, PrimarySampler, ReadReplica, StandbyReader
 from app.graph.store import GraphStore
+from app.ha.lease import LeaseManager
 from app.k8s.kinds import VertexKey
 from tests.builders import pod
 from tests.pg_server import OwnServer, own_standby
 from tests.standby_pair import DATABASE, caught_up, migrated_primary
-from tests.writers import lease_holding_store
+from tests.tcp_proxy import TcpProxy
+from tests.writers import TEST_LEASE_SECONDS, fenced, lease_holding_store
 
 BOUND_S = 1.5
 SLACK_S = 1.5  # a loaded 2-core machine: sampling, scheduling
@@ -51,10 +53,14 @@ def store(primary: OwnServer) -> Iterator[GraphStore]:
     engine.dispose()
 
 
+def standby_reader(primary: OwnServer, standby: OwnServer) -> AbstractAsyncContextManager[StandbyReader]:
+    return standby_reader_of(primary.url(DATABASE), standby)
+
+
 @asynccontextmanager
-async def standby_reader(primary: OwnServer, standby: OwnServer) -> AsyncIterator[StandbyReader]:
+async def standby_reader_of(primary_url: str, standby: OwnServer) -> AsyncIterator[StandbyReader]:
     replica = ReadReplica(BOUND_S)
-    sampler = asyncio.create_task(PrimarySampler(primary.url(DATABASE), replica).run())
+    sampler = asyncio.create_task(PrimarySampler(primary_url, replica).run())
     reader = await open_reader(standby.url(DATABASE), pool_size=2, replica=replica)
     assert isinstance(reader, StandbyReader)
     await until(heard(replica), 10)  # the sampler's first position
@@ -209,3 +215,35 @@ async def stale(reader: StandbyReader) -> object:
     except StaleRead as exc:
         return exc
     return None
+
+
+def test_a_failover_to_the_standby_keeps_checks_answering() -> None:
+    """The primary dies, the standby is promoted and the primary's service name moves to it: checks
+    keep being answered from the same connections, and the new primary's writes are seen."""
+    with migrated_primary() as old, own_standby(old) as new, TcpProxy(old.port) as service:
+        caught_up(old, new)
+        service_url = f"postgresql+psycopg://postgres@127.0.0.1:{service.port}/{DATABASE}"
+        engine = make_engine(service_url)
+        fence = LeaseManager(engine, holder="test", duration=TEST_LEASE_SECONDS).try_acquire()
+        assert fence is not None
+        store = fenced(engine, fence)
+        store.apply([derive(pod("fo", "shop", "n1", secrets=("fo-tls",)))])
+
+        async def scenario() -> tuple[float, float]:
+            async with standby_reader_of(service_url, new) as reader:
+                await until(lambda: found(reader, "n1", "fo-tls"), 10)
+                await asyncio.to_thread(old._stop_now)
+                assert await asyncio.to_thread(new.sql, "SELECT pg_promote(true, 30)")
+                service.retarget(new.port)
+                failed_over = time.monotonic()
+                await until(lambda: found(reader, "n1", "fo-tls"), BOUND_S + SLACK_S)
+                answering = time.monotonic() - failed_over
+                await asyncio.to_thread(store.delete, [VertexKey("pod", "shop", "fo")])  # on the new primary
+                took, _ = await until(lambda: not_found(reader, "n1", "fo-tls"), BOUND_S + SLACK_S)
+                return answering, took
+
+        try:
+            answering, took = asyncio.run(scenario())
+        finally:
+            engine.dispose()
+    assert answering < BOUND_S + SLACK_S and took < BOUND_S + SLACK_S

@@ -34,7 +34,15 @@ def free_port() -> int:
 
 
 class Replica:
-    def __init__(self, name: str, url: str, kubeconfig: Path, log: Path, lease_s: float = LEASE_S) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        kubeconfig: Path,
+        log: Path,
+        lease_s: float = LEASE_S,
+        extra: tuple[str, ...] = (),  # more flags of `run`
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.log = log
@@ -54,6 +62,7 @@ class Replica:
                 str(lease_s),
                 "--holder",
                 name,
+                *extra,
             ],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
