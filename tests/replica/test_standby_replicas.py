@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from tests.fake_apiserver import FakeApiServer
 from tests.pg_server import OwnServer, own_standby
 from tests.replica.test_replicas import Replica, eventually, kill_and_show_logs
 from tests.standby_pair import caught_up, migrated_database, migrated_primary
-from tests.web.test_stalls import assert_bounded_while_stalled
+from tests.web.test_stalls import assert_bounded_while_stalled, eviction_review
 
 MAX_LAG_S = 2.0
 SLACK_S = 2.0  # the writer's own event -> commit, sampling, a loaded 2-core machine
@@ -61,6 +62,15 @@ def replica(
         yield r
     finally:
         kill_and_show_logs([r])
+
+
+def eviction(node: str, name: str) -> dict[str, Any]:
+    review = eviction_review()
+    request = review["request"]
+    request.update(name=name, namespace="shop")
+    request["userInfo"]["username"] = f"system:node:{node}"
+    request["object"]["metadata"]["name"] = name
+    return review
 
 
 def review_reason(r: Replica, node: str, secret: str) -> tuple[bool, str, float]:
@@ -116,6 +126,13 @@ def test_a_standby_whose_replay_stops_is_refused_fast_and_the_replica_goes_unrea
             allowed, reason, seconds = review_reason(replica, "n1", "web-tls")
             assert not allowed and seconds < 1.0 + SLACK_S, (allowed, seconds)
             assert reason.startswith("nodeauthz: graph check failed: the read replica is "), reason
+        # NodeRestriction's look-up of the pod (n1 evicting it) is refused the same way: fail closed.
+        admission = httpx.post(
+            f"http://127.0.0.1:{replica.port}/admit", json=eviction("n1", "web"), timeout=10
+        )
+        answer = admission.json()["response"]
+        assert not answer["allowed"] and answer["status"]["code"] == 500
+        assert "admission check failed: the read replica is " in answer["status"]["message"], answer
     finally:
         standby.sql("SELECT pg_wal_replay_resume()")
     eventually(lambda: replica.get("/readyz").status_code == 200, "ready again once replay resumes")
