@@ -30,3 +30,6 @@ $PY -m benchmarks.sync_bench --database-url "$sqlite" --database-url "$pg" --pre
 # Issue 12: metrics + denial report on versus off (in-process CPU) and a node's blast radius.
 $PY -m benchmarks.observability_cost --rounds 1 --requests 200
 $PY -m benchmarks.node_reach --database-url "sqlite:///$work/reach.db" --preset small --load --nodes 3
+# Issue 15: reads from a hot standby of the benchmark's own (never the shared server) beside the primary.
+$PY -m benchmarks.standby --webhooks 1 --duration 0.5 --warmup 0.2 --rounds 1 --binds 2 --check-rounds 1 \
+  --capacity-rates 200 --capacity-seconds 1

@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from benchmarks.churn import churning
 from benchmarks.generate import generate
 from benchmarks.shapes import PRESETS, sample_checks
 from benchmarks.sync_procs import free_port
-from benchmarks.webhook_load import cpu_seconds, load_cluster, review, server
+from benchmarks.webhook_load import load_cluster, measure, review, server
 from tests.builders import node, pod
 from tests.fake_apiserver import FakeApiServer
 from tests.pg_server import OwnServer, own_postgres, own_standby
@@ -177,38 +178,18 @@ def webhooks(count: int, primary: str, standby: str | None, logs: Path) -> Itera
         yield started
 
 
-def load(servers: list[tuple[int, int]], conns: int, duration: float, requests: Path) -> dict[str, Any]:
-    cpu0 = [cpu_seconds(pid) for _, pid in servers]
-    t0 = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.loadclient",
-                "--port",
-                str(port),
-                "--concurrency",
-                str(conns),
-                "--duration",
-                str(duration),
-                "--warmup",
-                "1",
-                "--requests",
-                str(requests),
-            ],
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        for port, _ in servers
-    ]
-    results = [orjson.loads(p.communicate()[0]) for p in procs]
-    elapsed = time.monotonic() - t0
+def load(servers: list[tuple[int, int]], args: argparse.Namespace, requests: Path) -> dict[str, Any]:
+    """Each server driven by its own load client at once (``webhook_load.measure``); summed."""
+    with ThreadPoolExecutor(len(servers)) as pool:
+        results = list(
+            pool.map(lambda s: measure(s[0], s[1], args.connections, args, str(requests), True), servers)
+        )
     return {
         "rps": sum(r["rps"] for r in results),
         "p99_ms": max(r["p99_ms"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "first_error": next((r["first_error"] for r in results if r["errors"]), None),
-        "server_cpu": sum(cpu_seconds(pid) - c for (_, pid), c in zip(servers, cpu0, strict=True)) / elapsed,
+        "server_cpu": sum(r["server_cpu"] for r in results),
     }
 
 
@@ -244,7 +225,7 @@ def throughput(
             for r in range(args.rounds):
                 for label, servers in targets if r % 2 == 0 else reversed(targets):
                     with churning(primary, args.churn, ["--preset", args.preset]):
-                        runs[label].append(load(servers, args.connections, args.duration, requests))
+                        runs[label].append(load(servers, args, requests))
         ratios = [s["rps"] / p["rps"] for p, s in zip(runs["primary"], runs["standby"], strict=True)]
         for label, rs in runs.items():
             share = (
@@ -361,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--webhooks", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     p.add_argument("--connections", type=int, default=16, help="per webhook process")
     p.add_argument("--duration", type=float, default=4.0)
+    p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--churn", type=float, default=100.0, help="pod applies a second during throughput runs")
     p.add_argument("--rounds", type=int, default=3, help="throughput rounds, in turn")
     p.add_argument("--binds", type=int, default=20)

@@ -27,7 +27,7 @@ Pure: no I/O. The sampler and the readers live in ``app.graph.standby``.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from bisect import bisect_left
 from dataclasses import dataclass
 
 __all__ = ["Position", "PrimaryHistory", "Sample", "StaleRead", "parse_lsn"]
@@ -56,6 +56,10 @@ class Sample:
     timeline: int
 
 
+def _at(sample: Sample) -> float:
+    return sample.at
+
+
 class StaleRead(Exception):  # noqa: N818 - reads as the condition it reports
     """The read replica cannot be shown to be within the bound. The message is safe to send back
     to the API server: it names no host, only lags and bounds."""
@@ -66,7 +70,7 @@ class PrimaryHistory:
 
     def __init__(self, keep: float) -> None:
         self._keep = keep
-        self._samples: deque[Sample] = deque()
+        self._samples: list[Sample] = []  # oldest first: ``at`` ascending
         self._lock = threading.Lock()
 
     def record(self, sample: Sample) -> None:
@@ -74,18 +78,19 @@ class PrimaryHistory:
             if self._samples and self._samples[-1].timeline != sample.timeline:
                 self._samples.clear()  # a failover: older positions are not comparable
             self._samples.append(sample)
-            while self._samples and self._samples[0].at < sample.at - self._keep:
-                self._samples.popleft()
+            expired = bisect_left(self._samples, sample.at - self._keep, key=_at)
+            if expired > len(self._samples) // 2:  # trim in bulk, not one sample per record
+                del self._samples[:expired]
 
     def target(self, now: float, bound: float) -> Sample:
         """The position a connection must have replayed to be at most ``bound`` seconds stale.
 
         Raises ``StaleRead`` when the primary has not been heard from within the bound.
         """
-        with self._lock:
-            for sample in self._samples:
-                if sample.at >= now - bound:
-                    return sample
+        with self._lock:  # every check asks: a binary search, not a walk
+            first = bisect_left(self._samples, now - bound, key=_at)
+            if first < len(self._samples):
+                return self._samples[first]
             newest = self._samples[-1] if self._samples else None
         heard = f"last heard {now - newest.at:.1f}s ago" if newest else "not heard from yet"
         raise StaleRead(
@@ -97,7 +102,7 @@ class PrimaryHistory:
         """At most how many seconds ``position`` is behind the primary; None when it is behind every
         sample held (more than ``keep`` seconds) or on another timeline."""
         with self._lock:
-            samples = list(self._samples)
+            samples = self._samples[bisect_left(self._samples, now - self._keep, key=_at) :]
         if not samples or (position.timeline is not None and position.timeline != samples[-1].timeline):
             return None
         reached = [s for s in samples if s.lsn <= position.lsn]
