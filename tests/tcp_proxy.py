@@ -9,10 +9,13 @@ from types import TracebackType
 
 class TcpProxy:
     """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target``; ``retarget`` cuts every open connection,
-    as a Kubernetes Service or a virtual IP moving to a new primary does."""
+    as a Kubernetes Service or a virtual IP moving to a new primary does. Given several targets, new
+    connections go to each in turn, as a Service in front of several standbys spreads them."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, *more: int) -> None:
         self.target = target
+        self._targets = [target, *more]
+        self._turn = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._open: list[socket.socket] = []
@@ -25,8 +28,10 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
+            target = self._targets[self._turn % len(self._targets)]
+            self._turn += 1
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                upstream = socket.create_connection(("127.0.0.1", target), timeout=5)
             except OSError:
                 client.close()
                 continue
@@ -51,6 +56,7 @@ class TcpProxy:
 
     def retarget(self, target: int) -> None:
         self.target = target
+        self._targets = [target]
         with self._lock:
             cut, self._open = self._open, []
         for s in cut:

@@ -247,3 +247,54 @@ def test_a_failover_to_the_standby_keeps_checks_answering() -> None:
         finally:
             engine.dispose()
     assert answering < BOUND_S + SLACK_S and took < BOUND_S + SLACK_S
+
+
+def test_two_standbys_behind_one_name_are_judged_each_on_its_own(
+    primary: OwnServer, store: GraphStore
+) -> None:
+    """One standby's replay paused, the other's not, both behind one name: answers come from the
+    fresh one and are refused on the lagging one's connection, never a stale allow past the bound.
+    A freshness figure shared by the two connections would let the lagging one answer."""
+    store.apply([derive(pod("pair", "shop", "n1", secrets=("pair-tls",)))])
+    with (
+        own_standby(primary) as lagging,
+        own_standby(primary) as fresh,
+        TcpProxy(lagging.port, fresh.port) as name,
+    ):
+        caught_up(primary, lagging)
+        caught_up(primary, fresh)
+
+        async def scenario() -> list[tuple[float, object]]:
+            replica = ReadReplica(BOUND_S)
+            sampler = asyncio.create_task(PrimarySampler(primary.url(DATABASE), replica).run())
+            url = f"postgresql+psycopg://postgres@127.0.0.1:{name.port}/{DATABASE}"
+            reader = await open_reader(url, pool_size=2, replica=replica)  # the first connection: lagging
+            assert isinstance(reader, StandbyReader)
+            try:
+                await until(heard(replica), 10)
+                lagging.sql("SELECT pg_wal_replay_pause()")
+                await asyncio.to_thread(store.delete, [VertexKey("pod", "shop", "pair")])
+                deleted = time.monotonic()
+                outcomes: list[tuple[float, object]] = []
+                while time.monotonic() - deleted < BOUND_S + SLACK_S + 1:
+                    # Two at once: the pool's second connection goes to the other standby.
+                    for outcome in await asyncio.gather(
+                        found(reader, "n1", "pair-tls"),
+                        found(reader, "n1", "pair-tls"),
+                        return_exceptions=True,
+                    ):
+                        outcomes.append((time.monotonic() - deleted, outcome))
+                    await asyncio.sleep(0.05)
+                return outcomes
+            finally:
+                sampler.cancel()
+                await reader.close()
+                lagging.sql("SELECT pg_wal_replay_resume()")
+
+        outcomes = asyncio.run(scenario())
+    late = [o for t, o in outcomes if t > BOUND_S + 0.5]
+    assert True not in late  # never a stale allow past the bound
+    assert False in late  # the fresh standby answers (the deletion seen)
+    assert any(
+        isinstance(o, StaleRead) and "behind the primary" in str(o) for o in late
+    )  # the lagging one refuses
