@@ -34,6 +34,7 @@ from app.k8s.feature_gates import (
     parse_feature_gates,
 )
 from app.k8s.watched_resources import RESOURCE_NAMES
+from app.web.access_reviews import KubeconfigError, load_target
 from app.web.settings import Settings, parse_bool
 
 
@@ -178,6 +179,16 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_authorizer_flags(parser: argparse.ArgumentParser) -> None:
+    """``serve``: the API server NodeRestriction sends SubjectAccessReviews to (``run`` has these already)."""
+    parser.add_argument(
+        "--kubeconfig", default=None,
+        help="kubeconfig of the API server NodeRestriction asks with SubjectAccessReviews (env "
+        "NODEAUTHZ_KUBECONFIG; default $KUBECONFIG, the pod's service account in a pod, ~/.kube/config)",
+    )  # fmt: skip
+    parser.add_argument("--context", default=None, help="kubeconfig context (default the current one)")
+
+
 def add_kube_flags(parser: argparse.ArgumentParser) -> None:
     """What ``sync`` and ``run`` both take: which API server, which resources."""
     parser.add_argument(
@@ -240,8 +251,10 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
             "health_port",
             "check_timeout",
             "max_writer_silence",
+            "kubeconfig",
         )
     }
+    flags["kube_context"] = getattr(args, "context", None)
     values: dict[str, Any] = {
         "database_url": database_url(args),
         "feature_gates": feature_gates_from_args(args),
@@ -251,8 +264,13 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         **extra,
     }
     try:
-        return Settings.from_env(**values)
+        settings = Settings.from_env(**values)
     except FeatureGateError as exc:  # from NODEAUTHZ_FEATURE_GATES; the message names it
         raise CommandError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    try:  # a kubeconfig given but unusable stops the command here, not in a worker process
+        load_target(settings.kubeconfig, settings.kube_context)
+    except KubeconfigError as exc:
+        raise UsageError(f"--kubeconfig: {exc}") from None
+    return settings
