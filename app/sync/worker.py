@@ -224,10 +224,11 @@ class SyncWorker:
         with self._writing():
             seen = self._seen.pop(resource, set())
             stale = self.store.owned_keys(kind) - seen
-            stale_facts = self.facts.stored_keys(kind) - seen
-            self.facts.write((), sorted(stale_facts), listed=(resource, resource_version))
             mark = SyncMark(resource, resource_version)
             self._count(self.store.delete(sorted(stale), mark=mark))
+            # After the objects: a reader never sees a stored object without its facts.
+            stale_facts = self.facts.stored_keys(kind) - seen
+            self.facts.write((), sorted(stale_facts), listed=(resource, resource_version))
         if stale:
             log.info("%s: re-list removed %d objects deleted meanwhile", resource, len(stale))
         self._listed.add(resource)
@@ -249,11 +250,13 @@ class SyncWorker:
         upserts = [o for o in ops.values() if o is not None]
         deletes = [k for k, o in ops.items() if o is None]
         facts: list[tuple[VertexKey, bytes]] = []
-        no_facts: list[VertexKey] = list(deletes)
+        no_facts: list[VertexKey] = []
         for obj in upserts:
             self._facts_of(resource, obj, raw[obj.key], facts, no_facts)
         mark = SyncMark(resource, resource_version)
         with self._writing():
+            # Facts before the objects they describe, and removed after them: a reader that finds an
+            # object finds its facts (a crash in between leaves unread rows the next re-list drops).
             self.facts.write(facts, no_facts)
             if upserts:
                 self._apply(resource, upserts, mark=None if deletes else mark)
@@ -261,6 +264,7 @@ class SyncWorker:
                 self._count(self.store.delete(deletes, mark=mark))
             if not upserts and not deletes:
                 self.store.mark(mark)
+            self.facts.write((), deletes)
         self._current.add(resource)
         now = time.monotonic()
         if events:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from app.admission.lookups import AccessAnswer
 from app.admission.options import AdmissionOptions
 from tests.admission.test_restriction import NODE, Store, assert_allowed, assert_refused, pod, review
@@ -61,6 +63,20 @@ def test_a_pod_certificate_for_a_pod_on_the_node_is_allowed() -> None:
     store = mounting()
     assert_allowed(create(pcr()), store)
     assert not store.questions
+
+
+@pytest.mark.parametrize("version", ["v1alpha1", "v1beta1", "v1"])
+def test_every_served_version_is_checked_alike(version: str) -> None:
+    obj = pcr() | {"apiVersion": f"certificates.k8s.io/{version}"}
+    body = create(obj).replace(b'"version": "v1beta1"', f'"version": "{version}"'.encode())
+    assert f'"version": "{version}"'.encode() in body
+    assert_allowed(body, mounting())
+    wrong = create(pcr("othernode") | {"apiVersion": f"certificates.k8s.io/{version}"})
+    assert_refused(
+        wrong.replace(b'"version": "v1beta1"', f'"version": "{version}"'.encode()),
+        PREFIX + 'PodCertificateRequest.Spec.NodeName="othernode", which is not the requesting node "mynode"',
+        mounting(),
+    )
 
 
 def test_gate_off_refuses_every_request() -> None:
