@@ -192,3 +192,107 @@ def test_pod_certificate_requests_are_checked_against_the_store(
     assert sent["spec"]["resourceAttributes"]["resource"] == "example.com/b"
     api.access[("system:node:mynode", "request-podcertificate-signer", "ns", "example.com/b", "web")] = True
     assert post(client, pcr(signerName="example.com/b"))["allowed"] is True
+
+
+# Upstream's integration cases (test/integration/auth/node_test.go, "ServiceAccountNodeAudienceRestriction"):
+# the pod's volumes, the CSIDriver's token audience (None: no CSIDriver), the audience asked for, and
+# upstream's refusal (None: allowed). PVC "mypvc" -> PV "mypv" (CSI com.example.csi.mydriver), PVC
+# "mypvc-azurefile" -> in-tree azureFile PV, the ephemeral PVC "pod1-foo" -> "mypv".
+MYDRIVER = "com.example.csi.mydriver"
+CSI = {"name": "foo", "csi": {"driver": MYDRIVER}}
+PVC = {"name": "foo", "persistentVolumeClaim": {"claimName": "mypvc"}}
+EPHEMERAL = {"name": "foo", "ephemeral": {"volumeClaimTemplate": {"spec": {"volumeName": "mypv"}}}}
+UPSTREAM_CASES: list[tuple[str, list[dict[str, Any]], tuple[str, str] | None, str, str | None]] = [
+    ("projected volume source with empty audience works",
+     [{"name": "foo", "projected": {"sources": [{"serviceAccountToken": {"audience": "", "path": "p"}}]}}],
+     None, "", None),
+    ("projected volume source with non-empty audience works",
+     [{"name": "foo", "projected": {"sources": [{"serviceAccountToken": {"audience": "projected-audience"}}]}}],
+     None, "projected-audience", None),
+    ("pod --> csi --> driver --> tokenrequest with audience forbidden - CSI driver not found", [CSI], None,
+     "csidrivernotfound-audience",
+     'error validating audience "csidrivernotfound-audience": csidriver.storage.k8s.io "com.example.csi.mydriver" not found'),
+    ("pod --> csi --> driver --> tokenrequest with audience works", [CSI], (MYDRIVER, "csidriver-audience"),
+     "csidriver-audience", None),
+    ("pod --> pvc --> pv --> csi --> driver --> tokenrequest with audience forbidden - CSI driver not found",
+     [PVC], None, "pvc-csidrivernotfound-audience",
+     'error validating audience "pvc-csidrivernotfound-audience": csidriver.storage.k8s.io "com.example.csi.mydriver" not found'),
+    ("pod --> pvc --> pv --> csi --> driver --> tokenrequest with audience forbidden - pvc not found",
+     [{"name": "foo", "persistentVolumeClaim": {"claimName": "mypvc1"}}], (MYDRIVER, "pvcnotfound-audience"),
+     "pvcnotfound-audience", 'error validating audience "pvcnotfound-audience": persistentvolumeclaim "mypvc1" not found'),
+    ("pod --> pvc --> pv --> csi --> driver --> tokenrequest with audience works", [PVC],
+     (MYDRIVER, "pvccsidriver-audience"), "pvccsidriver-audience", None),
+    ("pod --> ephemeral --> pvc --> pv --> csi --> driver --> tokenrequest with audience forbidden - CSI driver not found",
+     [EPHEMERAL], None, "ephemeral-csidrivernotfound-audience",
+     'error validating audience "ephemeral-csidrivernotfound-audience": csidriver.storage.k8s.io "com.example.csi.mydriver" not found'),
+    ("pod --> ephemeral --> pvc --> pv --> csi --> driver --> tokenrequest with audience works", [EPHEMERAL],
+     (MYDRIVER, "ephemeralcsidriver-audience"), "ephemeralcsidriver-audience", None),
+    ("csidriver exists but tokenrequest audience not found should be forbidden", [],
+     (MYDRIVER, "csidriver-audience"), "csidriver-audience-not-found",
+     'audience "csidriver-audience-not-found" not found in pod spec volume, system:node:mynode is not authorized to request tokens for this audience'),
+    ("pvc and csidriver exists but tokenrequest audience not found should be forbidden", [PVC],
+     (MYDRIVER, "csidriver-audience"), "csidriver-audience-not-found",
+     'audience "csidriver-audience-not-found" not found in pod spec volume, system:node:mynode is not authorized to request tokens for this audience'),
+    ("ephemeral volume source with audience not found should be forbidden", [EPHEMERAL],
+     (MYDRIVER, "csidriver-audience"), "csidriver-audience-not-found",
+     'audience "csidriver-audience-not-found" not found in pod spec volume, system:node:mynode is not authorized to request tokens for this audience'),
+    ("intree pv to csi migration, pod --> csi --> driver --> tokenrequest with audience works",
+     [{"name": "foo", "persistentVolumeClaim": {"claimName": "mypvc-azurefile"}}],
+     ("file.csi.azure.com", "csidriver-audience"), "csidriver-audience", None),
+    ("intree inline volume to csi migration, pod --> csi --> driver --> tokenrequest with audience works",
+     [{"name": "foo", "azureFile": {"shareName": "default", "secretName": "mypvsecret"}}],
+     ("file.csi.azure.com", "csidriver-audience"), "csidriver-audience", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("volumes", "driver", "aud", "refusal"),
+    [case[1:] for case in UPSTREAM_CASES],
+    ids=[case[0] for case in UPSTREAM_CASES],
+)
+def test_upstream_audience_cases_end_to_end(
+    database_url: str,
+    store: GraphStore,
+    api: FakeApiServer,
+    tmp_path: Path,
+    volumes: list[dict[str, Any]],
+    driver: tuple[str, str] | None,
+    aud: str,
+    refusal: str | None,
+) -> None:
+    objs: list[dict[str, Any]] = [
+        builders.node(NODE, uid=f"{NODE}-uid"),
+        builders.pod("pod1", "ns", NODE, uid="pod1-uid", volumes=volumes),
+        builders.pv("mypv", ("ns", "mypvc")) | {"spec": {"csi": {"driver": MYDRIVER, "volumeHandle": "h"}}},
+        builders.pv("mypv-azurefile", ("ns", "mypvc-azurefile"))
+        | {"spec": {"azureFile": {"shareName": "share", "secretName": "secret"}}},
+    ]
+    for claim, volume in (("mypvc", "mypv"), ("mypvc-azurefile", "mypv-azurefile"), ("pod1-foo", "mypv")):
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": "ns", "uid": f"{claim}-uid"},
+                "spec": {"volumeName": volume},
+            }
+        )
+    if driver is not None:
+        objs.append(
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "CSIDriver",
+                "metadata": {"name": driver[0]},
+                "spec": {"tokenRequests": [{"audience": driver[1]}]},
+            }
+        )
+    apply_raw(store, objs)
+    settings = Settings(database_url=database_url, kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")))
+    with TestClient(create_app(settings)) as client:
+        body = token_request("pod1", "pod1-uid", audiences=[aud])
+        out = post(client, body.replace(b'"name": "mysa"', b'"name": "default"'))
+    if refusal is None:
+        assert out["allowed"] is True, out
+        assert api.access_reviews == []
+    else:
+        assert out["allowed"] is False
+        assert out["status"]["message"] == 'serviceaccounts "default" is forbidden: ' + refusal
