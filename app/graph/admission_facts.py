@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, select, tuple_
 from app.admission.lookups import PodRecord
 from app.graph.dialects import for_engine
 from app.graph.fence import FenceSource, check_fence_locked
-from app.graph.schema import admission_fact_lists, admission_facts, objects
+from app.graph.schema import NAME, admission_fact_lists, admission_facts, objects
 from app.k8s.admission_facts import PodFacts, field_from_json, pod_facts_from_json
 from app.k8s.kinds import CSIDRIVER, POD, PV, PVC, SERVICEACCOUNT, VertexKey
 
@@ -66,7 +66,9 @@ class FactWriter:
         deletes: Sequence[VertexKey],
         listed: tuple[str, str] | None,
     ) -> None:
-        latest = {key: facts.decode() for key, facts in upserts}  # the last version in a batch wins
+        # The last version in a batch wins. A key longer than the columns cannot be stored (the store
+        # sets such an object aside, so no lookup finds it): skipped, never blocking the batch.
+        latest = {k: f.decode() for k, f in upserts if len(k.namespace) <= NAME and len(k.name) <= NAME}
         for start in range(0, len(deletes), CHUNK):
             chunk = [tuple(k) for k in deletes[start : start + CHUNK]]
             cols = tuple_(admission_facts.c.kind, admission_facts.c.namespace, admission_facts.c.name)

@@ -18,6 +18,7 @@ from app.graph.lookups import StoreLookups
 from app.graph.schema import admission_fact_lists, admission_facts
 from app.graph.store import GraphStore
 from app.k8s.admission_facts import VIA_CSI, VIA_PVC, VolumeFact
+from app.k8s.kinds import VertexKey
 from app.sync.api_client import KubeApi
 from tests.fake_apiserver import FakeApiServer
 from tests.sync import test_worker
@@ -186,3 +187,12 @@ def test_pod_certificate_requests_are_watched_at_the_version_served(
         wait_for(lambda: worker.initial_sync_done)
     assert [s.version for s in worker.served] == [version]
     assert store.owned_keys("podcertificaterequest") == {("podcertificaterequest", "ns", "web-0-x")}
+
+
+def test_facts_the_database_cannot_key_are_skipped_not_blocking(store: GraphStore, engine: Engine) -> None:
+    """A namespace no API server accepts (300 characters) cannot key a row on PostgreSQL (the store sets
+    such an object aside); its facts are skipped and the rest of the batch is written."""
+    writer = FactWriter(engine, fence=store.fence)
+    long_key = VertexKey("pod", "n" * 300, "web")
+    writer.write([(long_key, b'{"sa": "x"}'), (VertexKey("pod", "ns", "web"), b'{"sa": "y"}')], [long_key])
+    assert writer.stored_keys("pod") == {("pod", "ns", "web")}
