@@ -34,7 +34,7 @@ from app.k8s.feature_gates import (
     parse_feature_gates,
 )
 from app.k8s.watched_resources import RESOURCE_NAMES
-from app.web.access_reviews import KubeconfigError, load_target
+from app.web.access_reviews import KubeconfigError, SubjectAccessReviewer, load_target
 from app.web.settings import Settings, parse_bool
 
 
@@ -270,7 +270,8 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:  # a kubeconfig given but unusable stops the command here, not in a worker process
-        load_target(settings.kubeconfig, settings.kube_context)
+        target, _ = load_target(settings.kubeconfig, settings.kube_context)
+        SubjectAccessReviewer(target, settings.check_timeout)
     except KubeconfigError as exc:
         raise UsageError(f"--kubeconfig: {exc}") from None
     return settings

@@ -200,7 +200,10 @@ class SubjectAccessReviewer:
         self.target = target
         self.timeout = timeout
         self.why_none = why_none or "no API server is configured for SubjectAccessReviews (--kubeconfig)"
-        self._context = target.ssl_context() if target and target.server.startswith("https") else None
+        try:
+            self._context = target.ssl_context() if target and target.server.startswith("https") else None
+        except (OSError, ssl.SSLError) as exc:  # a CA or client certificate that cannot be loaded
+            raise KubeconfigError(f"{target.source if target else ''}: TLS: {exc}") from None
 
     def __call__(self, question: AccessQuestion) -> AccessAnswer:
         if self.target is None:

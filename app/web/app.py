@@ -143,11 +143,13 @@ def subject_access_reviewer(settings: Settings) -> SubjectAccessReviewer:
     """NodeRestriction's authorizer; a kubeconfig that cannot be used makes every question refuse, saying so."""
     try:
         target, why_none = load_target(settings.kubeconfig, settings.kube_context)
+        reviewer = SubjectAccessReviewer(target, settings.check_timeout, why_none)
     except KubeconfigError as exc:  # the commands check it first; a worker process says it and refuses
         target, why_none = None, str(exc)
+        reviewer = SubjectAccessReviewer(None, settings.check_timeout, why_none)
     if target is None:
         LOG.warning("SubjectAccessReviews: %s", why_none or "no API server configured")
-    return SubjectAccessReviewer(target, settings.check_timeout, why_none)
+    return reviewer
 
 
 def create_health_app_from_env() -> Starlette:

@@ -66,6 +66,15 @@ def test_exec_credentials_are_refused_with_the_reason(tmp_path: Path) -> None:
     assert target is None and "exec/auth-provider" in why
 
 
+def test_a_ca_that_cannot_be_loaded_is_a_kubeconfig_error(tmp_path: Path) -> None:
+    path = kubeconfig(
+        tmp_path / "kc", {"token": "t"}, {"server": "https://x:6443", "certificate-authority": "no.crt"}
+    )
+    target, _ = load_target(path)
+    with pytest.raises(KubeconfigError, match="TLS"):
+        SubjectAccessReviewer(target, timeout=1.0)
+
+
 def test_in_cluster_when_running_in_a_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sa = tmp_path / "serviceaccount"
     sa.mkdir()
