@@ -236,8 +236,11 @@ def parse_resources(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
-    """Settings from the flags this command has, then the environment, then defaults."""
+def settings_from_args(args: argparse.Namespace, *, check_kubeconfig: bool = True, **extra: Any) -> Settings:
+    """Settings from the flags this command has, then the environment, then defaults.
+
+    ``check_kubeconfig=False``: ``run``, whose writer child loads the same kubeconfig and fails the
+    replica (exit 1) when it cannot, as it always has."""
     flags = {
         name: getattr(args, name, None)
         for name in (
@@ -269,6 +272,8 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         raise CommandError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if not check_kubeconfig:
+        return settings
     try:  # a kubeconfig given but unusable stops the command here, not in a worker process
         target, _ = load_target(settings.kubeconfig, settings.kube_context)
         SubjectAccessReviewer(target, settings.check_timeout)

@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     url = database_url(args)
     options = writer_options(args, url)
     # Flags first: a bad flag is reported without touching the database.
-    settings = settings_from_args(args, database_url=url)
+    settings = settings_from_args(args, check_kubeconfig=False, database_url=url)
     settings = dataclasses.replace(
         settings, require_synced=required_resources(options.resources, settings.feature_gates)
     )

@@ -264,7 +264,6 @@ class SyncWorker:
                 self._count(self.store.delete(deletes, mark=mark))
             if not upserts and not deletes:
                 self.store.mark(mark)
-            self.facts.write((), deletes)
         self._current.add(resource)
         now = time.monotonic()
         if events:
@@ -274,6 +273,9 @@ class SyncWorker:
             histogram = self.metrics.lag.labels(resource)
             for lag in lags:
                 histogram.observe(lag)
+        if deletes:  # after the objects they describe (the graph's commit is what the lag measures)
+            with self._writing():
+                self.facts.write((), deletes)
 
     def _start_counts(self) -> None:
         """One COUNT when this worker starts writing; from then on, each commit's changes."""

@@ -96,6 +96,15 @@ def _relative(base: Path, value: Any) -> str | None:
 
 def target_from_kubeconfig(path: str, context: str | None = None) -> ApiTarget:
     try:
+        return _target_from_kubeconfig(path, context)
+    except (ValueError, TypeError, OSError) as exc:  # bad base64, a *-data file that cannot be written
+        if isinstance(exc, KubeconfigError):
+            raise
+        raise KubeconfigError(f"kubeconfig {path}: {exc}") from None
+
+
+def _target_from_kubeconfig(path: str, context: str | None) -> ApiTarget:
+    try:
         doc = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise KubeconfigError(f"kubeconfig {path}: {exc}") from None
