@@ -18,10 +18,9 @@ def pod(
     service_account: str = "",
     mirror: bool = False,
     phase: str = "Running",
+    volumes: tuple[dict[str, Any], ...] | list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    volumes: list[dict[str, Any]] = [
-        {"name": f"s{i}", "secret": {"secretName": s}} for i, s in enumerate(secrets)
-    ]
+    volumes = [{"name": f"s{i}", "secret": {"secretName": s}} for i, s in enumerate(secrets)] + list(volumes)
     volumes += [{"name": f"c{i}", "configMap": {"name": c}} for i, c in enumerate(configmaps)]
     volumes += [{"name": f"p{i}", "persistentVolumeClaim": {"claimName": c}} for i, c in enumerate(pvcs)]
     meta: dict[str, Any] = {

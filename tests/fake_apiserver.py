@@ -42,6 +42,9 @@ KINDS: dict[str, tuple[str, bool]] = {
     "volumeattachments": ("VolumeAttachment", False),
     "resourceslices": ("ResourceSlice", False),
     "podcertificaterequests": ("PodCertificateRequest", True),
+    "serviceaccounts": ("ServiceAccount", True),
+    "persistentvolumeclaims": ("PersistentVolumeClaim", True),
+    "csidrivers": ("CSIDriver", False),
 }
 DEFAULT_SERVED: dict[str, str | None] = {
     "pods": "v1",
@@ -49,8 +52,12 @@ DEFAULT_SERVED: dict[str, str | None] = {
     "persistentvolumes": "v1",
     "volumeattachments": "storage.k8s.io/v1",
     "resourceslices": "resource.k8s.io/v1",
-    "podcertificaterequests": "certificates.k8s.io/v1beta1",
+    "podcertificaterequests": "certificates.k8s.io/v1",
+    "serviceaccounts": "v1",
+    "persistentvolumeclaims": "v1",
+    "csidrivers": "storage.k8s.io/v1",
 }
+SAR_PATH = "apis/authorization.k8s.io/v1/subjectaccessreviews"
 TOKEN = "fake-apiserver-token"
 _CUT = object()
 
@@ -98,7 +105,12 @@ class FakeApiServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
-        self.app = Starlette(routes=[Route("/{path:path}", self._handle)])
+        # SubjectAccessReviews: (user, verb, namespace, resource, name) -> allowed, or (allowed,
+        # evaluationError); "*" in a key matches anything. Unlisted questions are not allowed.
+        self.access: dict[tuple[str, str, str, str, str], bool | tuple[bool, str]] = {}
+        self.access_reviews: list[dict[str, Any]] = []  # every review received, in order
+        self.access_delay = 0.0  # seconds before each SubjectAccessReview is answered
+        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])])
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -235,6 +247,8 @@ class FakeApiServer:
         self._loop = asyncio.get_running_loop()
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return _json(_status(401, "Unauthorized", "Unauthorized"), 401)
+        if request.method == "POST" and request.url.path.strip("/") == SAR_PATH:
+            return await self._access_review(request)
         parts = request.url.path.strip("/").split("/")
         resource_gv = {r: gv for r, gv in self.served.items() if gv}
         group_versions = sorted({gv for gv in resource_gv.values() if "/" in gv})
@@ -296,6 +310,26 @@ class FakeApiServer:
             )
         self.requests[f"list:{resource}"] += 1
         return self._list(resource, int(query.get("limit") or 0), query.get("continue") or "")
+
+    async def _access_review(self, request: Request) -> Response:
+        review = orjson.loads(await request.body())
+        self.access_reviews.append(review)
+        if self.access_delay:
+            await asyncio.sleep(self.access_delay)
+        spec = review.get("spec") or {}
+        attrs = spec.get("resourceAttributes") or {}
+        asked = (spec.get("user", ""), attrs.get("verb", ""), attrs.get("namespace", ""),
+                 attrs.get("resource", ""), attrs.get("name", ""))  # fmt: skip
+        answer: bool | tuple[bool, str] = False
+        for key, value in self.access.items():
+            if all(k in ("*", a) for k, a in zip(key, asked, strict=True)):
+                answer = value
+                break
+        allowed, error = answer if isinstance(answer, tuple) else (answer, "")
+        status: dict[str, Any] = {"allowed": allowed}
+        if error:
+            status["evaluationError"] = error
+        return _json({**review, "status": status}, 201)
 
     def _list(self, resource: str, limit: int, token: str) -> Response:
         with self._lock:

@@ -47,6 +47,11 @@ def test_rbac_grants_exactly_what_the_informers_watch() -> None:
     watched = {(group, name) for name, (group, _versions, _kind) in CANDIDATES.items()}
     assert granted == watched
     assert not any("secrets" in rule["resources"] for rule in docs()["ClusterRole"]["rules"])
+    # Beyond list/watch, only what NodeRestriction's authorizer questions need.
+    others = [rule for rule in docs()["ClusterRole"]["rules"] if set(rule["verbs"]) != {"list", "watch"}]
+    assert others == [
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}
+    ]
 
 
 def test_the_service_monitor_scrapes_metrics_on_the_probe_port() -> None:

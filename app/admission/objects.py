@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.admission.lookups import AdmissionLookups
+from app.admission.lookups import AccessAnswer, AccessQuestion, AdmissionLookups
 from app.admission.options import AdmissionOptions
 from app.admission.review import AdmissionRequest
 from app.admission.verdict import Forbidden
@@ -64,3 +64,33 @@ def spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def labels(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return get_map(meta(obj), "labels", "metadata") or {}
+
+
+def authorize_requester(
+    r: AdmissionRequest, lookups: AdmissionLookups, verb: str, resource: str, name: str
+) -> AccessAnswer:
+    """Ask the API server's authorizer whether the requesting node may ``verb`` ``resource`` (core group, v1)
+    named ``name`` in the request's namespace: upstream's ``authorizer.AttributesRecord`` for its user."""
+    return lookups.authorize(
+        AccessQuestion(
+            user=r.username,
+            groups=r.groups,
+            uid=r.user_uid,
+            extra=r.user_extra,
+            verb=verb,
+            namespace=r.namespace,
+            api_group="",
+            api_version="v1",
+            resource=resource,
+            name=name,
+        )
+    )
+
+
+def unauthorized(what: str, r: AdmissionRequest, answer: AccessAnswer, purpose: str) -> Forbidden:
+    """Upstream's refusal after the authorizer said no: ``<what> not found in pod spec volume, ...``."""
+    if answer.error:
+        return Forbidden(
+            f"{what} not found in pod spec volume, error authorizing {r.username} to {purpose}: {answer.error}"
+        )
+    return Forbidden(f"{what} not found in pod spec volume, {r.username} is not authorized to {purpose}")

@@ -13,10 +13,10 @@ Differences forced by running as a webhook over nodeauthz's store:
   or ``node "<name>" not found``, followed by ``NOT_IN_STORE``, with HTTP 404.
   A pod DELETE reads the pod from the review's ``oldObject`` (the apiserver's
   current copy) and looks it up only when that is absent.
-- ServiceAccountNodeAudienceRestriction needs pod volumes and CSIDriver objects
-  the store does not hold: see ``AudiencePolicy``.
-- podcertificaterequests: the checks the request answers, then a refusal, because
-  the store cannot yet confirm the pod's service account (``pod_certificate_requests``).
+- ServiceAccountNodeAudienceRestriction and podcertificaterequests read the
+  facts the store keeps of pods, PVCs, PVs, CSIDrivers and service accounts
+  (``app.k8s.admission_facts``), and ask the API server's authorizer through
+  ``AdmissionLookups.authorize`` (a SubjectAccessReview) where upstream asks its own.
 - Upstream's 1.33+ fixes that need only the request are in: node ownerReferences
   (CVE-2025-5187), mirror pods' API references (``app.k8s.api_references``) and
   the extended resource claim status.
@@ -41,7 +41,7 @@ from app.admission.pods import admit_pod
 from app.admission.resource_slices import admit_resource_slice
 from app.admission.review import AdmissionRequest, parse_admission_review
 from app.admission.service_accounts import admit_service_account
-from app.admission.verdict import ALLOWED, NOT_IN_STORE, Forbidden, NotFound, Verdict
+from app.admission.verdict import ALLOWED, NOT_IN_STORE, Forbidden, NotFound, Retryable, Verdict
 from app.k8s.attributes import node_identity
 from app.k8s.goquote import go_quote
 from app.k8s.json_fields import FieldError
@@ -100,6 +100,8 @@ def admit(
         return _forbidden(request, refused.reason)
     except NotFound as missing:
         return Verdict(False, f"{missing}{NOT_IN_STORE}", 404)
+    except Retryable as lag:
+        return Verdict(False, lag.message + (NOT_IN_STORE if lag.code == 404 else ""), lag.code)
     except FieldError as err:
         return _forbidden(request, f"malformed object: {err}")
     return ALLOWED

@@ -9,7 +9,7 @@ body (the apiserver then applies the webhook's ``failurePolicy``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -62,6 +62,9 @@ class AdmissionRequest:
     old_object: Mapping[str, Any] | None
     dry_run: bool
     options: Mapping[str, Any] | None
+    # The rest of ``userInfo``, passed on when NodeRestriction asks the API server's authorizer.
+    user_uid: str = ""
+    user_extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _str(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str:
@@ -135,6 +138,8 @@ def parse_admission_review(body: bytes) -> AdmissionRequest:
     try:
         dry_run = get_bool(req, "dryRun", "request")
         groups = get_str_list(user, "groups", "request.userInfo")
+        extra_map = get_map(user, "extra", "request.userInfo") or {}
+        extra = {k: get_str_list(extra_map, k, "request.userInfo.extra") for k in extra_map}
     except FieldError as exc:
         raise AdmissionError(exc.sentence()) from None
     return AdmissionRequest(
@@ -151,6 +156,8 @@ def parse_admission_review(body: bytes) -> AdmissionRequest:
         old_object=_map(req, "oldObject", "request"),
         dry_run=dry_run,
         options=_map(req, "options", "request"),
+        user_uid=_str(user, "uid", "request.userInfo"),
+        user_extra=extra,
     )
 
 

@@ -42,3 +42,14 @@ class NotFound(Exception):
         super().__init__(f"{resource} {go_quote(name)} not found")
         self.resource = resource
         self.name = name
+
+
+class Retryable(Exception):
+    """Upstream returning a plain error, not Forbidden, because informer lag may cause it and a retry may
+    succeed: the message as is, with ``code`` 404 (an object not found) or 500 (the API server's
+    InternalError for a plain error)."""
+
+    def __init__(self, message: str, code: int = 500) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code

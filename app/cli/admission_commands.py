@@ -11,9 +11,10 @@ from app.admission.options import AdmissionOptions
 from app.admission.restriction import check_admission_bytes
 from app.admission.review import AdmissionError
 from app.cli.errors import UsageError
-from app.cli.options import add_gates_flags, settings_from_args
+from app.cli.options import add_authorizer_flags, add_gates_flags, settings_from_args
 from app.graph.database import make_read_engine
 from app.graph.lookups import StoreLookups
+from app.web.app import subject_access_reviewer
 
 
 def register(subparsers: Any) -> None:
@@ -22,6 +23,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("file", metavar="FILE")
     add_gates_flags(p)
+    add_authorizer_flags(p)
     p.set_defaults(func=cmd_check_admission)
 
 
@@ -34,7 +36,9 @@ def cmd_check_admission(args: argparse.Namespace) -> int:
     options = AdmissionOptions.from_gates(settings.feature_gates)
     engine = make_read_engine(settings.database_url)
     try:
-        verdict, described = check_admission_bytes(body, StoreLookups(engine), options)
+        verdict, described = check_admission_bytes(
+            body, StoreLookups(engine, subject_access_reviewer(settings)), options
+        )
     except AdmissionError as exc:
         raise UsageError(f"{args.file}: {exc}") from exc
     finally:

@@ -23,7 +23,7 @@ from app.graph.store import GraphStore
 from app.ha.lease_record import unique_holder
 from app.ha.one_shot_writer import LeaseHeld, hold_lease
 from app.k8s.kinds import CLUSTER_SCOPED, NODE, VertexKey, resolve_kind
-from app.sync.files import LoadError, load_file
+from app.sync.files import LoadError, apply_loaded, load_file
 
 
 def register(subparsers: Any) -> None:
@@ -104,7 +104,7 @@ def _load_files(store: GraphStore, sources: list[str]) -> int:
             print(f"nodeauthz: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        result = store.apply(loaded.objects)  # one transaction per file
+        result = apply_loaded(store, loaded)  # one graph transaction per file
         kinds = Counter(o.kind for o in loaded.objects)
         applied = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
         skipped = ", ".join(f"{n} {k}" for k, n in sorted(loaded.skipped.items()))

@@ -34,6 +34,7 @@ from app.k8s.feature_gates import (
     parse_feature_gates,
 )
 from app.k8s.watched_resources import RESOURCE_NAMES
+from app.web.access_reviews import KubeconfigError, SubjectAccessReviewer, load_target
 from app.web.settings import Settings, parse_bool
 
 
@@ -188,6 +189,16 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_authorizer_flags(parser: argparse.ArgumentParser) -> None:
+    """``serve``: the API server NodeRestriction sends SubjectAccessReviews to (``run`` has these already)."""
+    parser.add_argument(
+        "--kubeconfig", default=None,
+        help="kubeconfig of the API server NodeRestriction asks with SubjectAccessReviews (env "
+        "NODEAUTHZ_KUBECONFIG; default $KUBECONFIG, the pod's service account in a pod, ~/.kube/config)",
+    )  # fmt: skip
+    parser.add_argument("--context", default=None, help="kubeconfig context (default the current one)")
+
+
 def add_kube_flags(parser: argparse.ArgumentParser) -> None:
     """What ``sync`` and ``run`` both take: which API server, which resources."""
     parser.add_argument(
@@ -235,8 +246,11 @@ def parse_resources(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
-    """Settings from the flags this command has, then the environment, then defaults."""
+def settings_from_args(args: argparse.Namespace, *, check_kubeconfig: bool = True, **extra: Any) -> Settings:
+    """Settings from the flags this command has, then the environment, then defaults.
+
+    ``check_kubeconfig=False``: ``run``, whose writer child loads the same kubeconfig and fails the
+    replica (exit 1) when it cannot, as it always has."""
     flags = {
         name: getattr(args, name, None)
         for name in (
@@ -252,8 +266,10 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
             "max_writer_silence",
             "read_database_url",
             "max_read_lag",
+            "kubeconfig",
         )
     }
+    flags["kube_context"] = getattr(args, "context", None)
     values: dict[str, Any] = {
         "database_url": database_url(args),
         "feature_gates": feature_gates_from_args(args),
@@ -263,8 +279,16 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         **extra,
     }
     try:
-        return Settings.from_env(**values)
+        settings = Settings.from_env(**values)
     except FeatureGateError as exc:  # from NODEAUTHZ_FEATURE_GATES; the message names it
         raise CommandError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if not check_kubeconfig:
+        return settings
+    try:  # a kubeconfig given but unusable stops the command here, not in a worker process
+        target, _ = load_target(settings.kubeconfig, settings.kube_context)
+        SubjectAccessReviewer(target, settings.check_timeout)
+    except KubeconfigError as exc:
+        raise UsageError(f"--kubeconfig: {exc}") from None
+    return settings

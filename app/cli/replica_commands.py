@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from app.cli.options import (
@@ -35,8 +36,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     url = database_url(args)
     options = writer_options(args, url)
     # Flags first: a bad flag is reported without touching the database.
-    settings = settings_from_args(
-        args, database_url=url, require_synced=required_resources(options.resources)
+    settings = settings_from_args(args, check_kubeconfig=False, database_url=url)
+    settings = dataclasses.replace(
+        settings, require_synced=required_resources(options.resources, settings.feature_gates)
     )
     require_schema(url)
     return run_replica(settings, options)

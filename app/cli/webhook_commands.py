@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from app.cli.errors import CommandError, UsageError
-from app.cli.options import add_gates_flags, add_serving_flags, settings_from_args
+from app.cli.options import add_authorizer_flags, add_gates_flags, add_serving_flags, settings_from_args
 from app.graph.database import make_engine
 from app.graph.fence import fixed_fence
 from app.graph.migrations import upgrade
@@ -21,7 +21,7 @@ from app.graph.store import GraphStore
 from app.ha.lease_record import unique_holder
 from app.ha.one_shot_writer import LeaseHeld, hold_lease
 from app.k8s.attributes import NODE_USER_PREFIX, NODES_GROUP, FieldRequirement, RequestAttributes
-from app.sync.files import load_file
+from app.sync.files import apply_loaded, load_file
 from app.web.authorize import FAILURE_PREFIX, decide_with_graph
 from app.web.server import run_server
 from app.web.settings import Settings
@@ -35,6 +35,7 @@ _FIELD_OPS = (("!=", "NotIn"), ("==", "In"), ("=", "In"))
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve the authorization webhook (POST /authorize)")
     add_serving_flags(serve)
+    add_authorizer_flags(serve)
     serve.set_defaults(func=_serve)
 
     check = subparsers.add_parser(
@@ -167,7 +168,7 @@ def load_sample_cluster(url: str) -> int:
     engine = make_engine(url)
     try:
         with hold_lease(engine, unique_holder("nodeauthz-demo")) as fence:
-            GraphStore(engine, fence=fixed_fence(fence)).apply(loaded.objects)
+            apply_loaded(GraphStore(engine, fence=fixed_fence(fence)), loaded)
     except LeaseHeld as exc:
         raise CommandError(
             f"{exc}; demo loads its sample only into a database no writer is syncing"

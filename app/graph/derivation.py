@@ -22,6 +22,7 @@ from app.k8s import pod_references
 from app.k8s.json_fields import FieldError, get_map, get_str
 from app.k8s.kinds import (
     CLUSTER_SCOPED,
+    CSIDRIVER,
     MAX_NAME_LENGTH,
     NODE,
     POD,
@@ -30,6 +31,7 @@ from app.k8s.kinds import (
     PVC,
     RESOURCESLICE,
     SECRET,
+    SERVICEACCOUNT,
     VOLUMEATTACHMENT,
     VertexKey,
 )
@@ -46,6 +48,9 @@ _OWNER_KIND_BY_KIND: dict[str, str] = {
     "ResourceSlice": RESOURCESLICE,
     "PodCertificateRequest": PODCERTIFICATEREQUEST,
     "Node": NODE,
+    "ServiceAccount": SERVICEACCOUNT,
+    "PersistentVolumeClaim": PVC,
+    "CSIDriver": CSIDRIVER,
 }
 
 
@@ -226,6 +231,12 @@ def _derive_node(obj: Mapping[str, Any], namespace: str, name: str) -> tuple[str
     return name, []  # kept for its uid (admission); node vertices exist only as edge targets
 
 
+def _derive_lookup_only(obj: Mapping[str, Any], namespace: str, name: str) -> tuple[str, list[Edge]]:
+    # Service accounts, PVCs, CSIDrivers: kept (name, uid) for NodeRestriction; what else it reads
+    # of them is in app.k8s.admission_facts. Their graph edges come from pods and PVs, as upstream.
+    return "", []
+
+
 _DERIVERS: dict[str, _Deriver] = {
     POD: _derive_pod,
     PV: _derive_pv,
@@ -233,4 +244,7 @@ _DERIVERS: dict[str, _Deriver] = {
     RESOURCESLICE: _node_bound(RESOURCESLICE),
     PODCERTIFICATEREQUEST: _node_bound(PODCERTIFICATEREQUEST),
     NODE: _derive_node,
+    SERVICEACCOUNT: _derive_lookup_only,
+    PVC: _derive_lookup_only,
+    CSIDRIVER: _derive_lookup_only,
 }

@@ -1,29 +1,35 @@
-"""The admission webhook's lookups (a pod's node and uid, a node's uid), answered from ``objects``.
+"""The admission webhook's lookups, answered from the store; authorization questions go to ``authorizer``.
 
-The sync workers keep every pod (bound or not) and every node (name and uid)
-in ``objects``; nothing else about them is stored.
+The sync workers keep every pod (bound or not), node, service account, PVC, PV
+and CSIDriver in ``objects`` (name, uid, node), and what NodeRestriction reads
+of them beyond that in ``admission_facts`` (``app.graph.admission_facts``).
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, select
 
-from app.admission.lookups import PodRecord
+from app.admission.lookups import AccessAnswer, AccessQuestion, PodRecord
+from app.graph.admission_facts import FactReader
 from app.graph.schema import objects
 from app.k8s.kinds import NODE, POD
 
+# Asks the API server's authorizer (a SubjectAccessReview); must not raise: a failure is an answer.
+Authorizer = Callable[[AccessQuestion], AccessAnswer]
 
-class StoreLookups:
+
+def no_authorizer(question: AccessQuestion) -> AccessAnswer:
+    return AccessAnswer(False, error="no API server is configured for SubjectAccessReviews (--kubeconfig)")
+
+
+class StoreLookups(FactReader):
     """``AdmissionLookups`` over the graph store (one indexed lookup each)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def connect(self) -> AbstractContextManager[Connection]:
-        """The connection a look-up reads on (``app.graph.standby`` checks a standby's first)."""
-        return self.engine.connect()
+    def __init__(self, engine: Engine, authorizer: Authorizer = no_authorizer) -> None:
+        super().__init__(engine)
+        self.authorizer = authorizer
 
     def pod(self, namespace: str, name: str) -> PodRecord | None:
         stmt = select(objects.c.uid, objects.c.node_name).where(
@@ -42,3 +48,6 @@ class StoreLookups:
         with self.connect() as conn:
             uid: str | None = conn.execute(stmt).scalar()
         return uid
+
+    def authorize(self, question: AccessQuestion) -> AccessAnswer:
+        return self.authorizer(question)

@@ -15,6 +15,11 @@ Reading it with plain SQL:
 - ``unstored_objects``: watched objects the database refused, set aside (see ``nodeauthz stats``).
 - ``schema_window``: the oldest code revision that may serve on this schema (expand/contract).
 - ``writer_lease``: which replica may write, fenced by ``epoch``.
+- ``admission_facts``: what NodeRestriction reads of a watched pod, PV, PVC or CSIDriver beyond
+  ``objects`` (``app.k8s.admission_facts``: service account, mirror flag, token audiences and the CSI
+  drivers of pod volumes, a PVC's volume, a PV's driver, a CSIDriver's token audiences), as JSON.
+- ``admission_fact_lists``: per watched resource, that a complete list has filled ``admission_facts``
+  (a writer of an older version kept none: the first writer at this version re-lists once).
 - ``denials``: every no-opinion answered for a node, aggregated by (node, verb,
   resource, subresource, namespace, name, reason) with first/last seen and a
   count; written by every replica's webhook (``app.graph.denials``), read by
@@ -35,6 +40,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -137,6 +143,24 @@ writer_lease = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("renewed_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Revision 0004: NodeRestriction's facts about watched objects, beside ``objects`` (same key).
+admission_facts = Table(
+    "admission_facts",
+    metadata,
+    Column("kind", String(KIND), primary_key=True),
+    Column("namespace", String(NAME), primary_key=True),
+    Column("name", String(NAME), primary_key=True),
+    Column("facts", Text, nullable=False),
+)
+
+admission_fact_lists = Table(
+    "admission_fact_lists",
+    metadata,
+    Column("resource", String(128), primary_key=True),
+    Column("resource_version", String(64), nullable=False),
+    Column("listed_at", DateTime(timezone=True), nullable=False),
 )
 
 REASON = 512

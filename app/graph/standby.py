@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from app.graph.dialects.postgresql import PostgresReader, asyncpg_dsn
 from app.graph.freshness import Position, PrimaryHistory, Sample, StaleRead, parse_lsn
-from app.graph.lookups import StoreLookups
+from app.graph.lookups import Authorizer, StoreLookups, no_authorizer
 from app.graph.reach import Reach, reach_params
 
 __all__ = [
@@ -231,8 +231,8 @@ class FreshLookups(StoreLookups):
     """NodeRestriction's look-ups on a standby: the connection's position is verified before each read,
     so the read's snapshot holds at least that position."""
 
-    def __init__(self, engine: Engine, replica: ReadReplica) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: Engine, replica: ReadReplica, authorizer: Authorizer = no_authorizer) -> None:
+        super().__init__(engine, authorizer)
         self.replica = replica
 
     @contextmanager

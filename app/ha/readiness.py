@@ -35,6 +35,8 @@ from app.graph.dialects.base import Clock
 from app.graph.migrations import schema_problem
 from app.graph.schema import sync_state
 from app.ha.lease_record import DEFAULT_LEASE, LeaseInfo, read_lease
+from app.k8s import feature_gates as fg
+from app.k8s.feature_gates import DEFAULT_GATES, FeatureGates
 
 __all__ = [
     "CORE_RESOURCES",
@@ -49,6 +51,13 @@ LOG = logging.getLogger("nodeauthz.readiness")
 OK = "ok"
 # Resources every cluster serves; optional ones (resourceslices, podcertificaterequests) do not gate readiness.
 CORE_RESOURCES = ("pods", "nodes", "persistentvolumes", "volumeattachments")
+# Served by every cluster too, but read only by NodeRestriction checks behind these gates: required
+# only while one of the gates is on (a check that cannot find them would refuse every request).
+GATED_RESOURCES: dict[str, tuple[str, ...]] = {
+    "persistentvolumeclaims": (fg.SERVICE_ACCOUNT_NODE_AUDIENCE_RESTRICTION,),
+    "csidrivers": (fg.SERVICE_ACCOUNT_NODE_AUDIENCE_RESTRICTION,),
+    "serviceaccounts": (fg.POD_CERTIFICATE_REQUEST,),
+}
 STATEMENT_TIMEOUT_MS = 2000  # a probe that hangs is worse than one that says "not ready"
 
 
@@ -170,7 +179,9 @@ async def check_readiness_async(
     )
 
 
-def required_resources(requested: Sequence[str]) -> tuple[str, ...]:
-    """What readiness waits for: the core resources among those this replica syncs."""
-    wanted = set(requested) if requested else set(CORE_RESOURCES)
-    return tuple(r for r in CORE_RESOURCES if r in wanted)
+def required_resources(requested: Sequence[str], gates: FeatureGates = DEFAULT_GATES) -> tuple[str, ...]:
+    """What readiness waits for: the core resources among those this replica syncs, and the ones
+    NodeRestriction reads while the gates that need them are on."""
+    wanted = set(requested) if requested else set(CORE_RESOURCES) | set(GATED_RESOURCES)
+    needed = [r for r, needing in GATED_RESOURCES.items() if any(gates.enabled(g) for g in needing)]
+    return tuple(r for r in (*CORE_RESOURCES, *needed) if r in wanted)

@@ -20,6 +20,8 @@ SECRET = "secret"
 VOLUMEATTACHMENT = "volumeattachment"
 SERVICEACCOUNT = "serviceaccount"
 PODCERTIFICATEREQUEST = "podcertificaterequest"
+# Watched for NodeRestriction only (app.k8s.admission_facts); never a vertex.
+CSIDRIVER = "csidriver"
 
 VERTEX_KINDS: tuple[str, ...] = (
     CONFIGMAP,
@@ -51,12 +53,23 @@ UPSTREAM_TYPE_NAMES: dict[str, str] = {
 }
 
 # Object kinds the sync workers watch (the ``kind`` column of ``objects``).
-# Each owns the edges derived from it; ``node`` objects own none (name and uid
-# only, for the admission webhook).
-OWNER_KINDS: tuple[str, ...] = (POD, PV, VOLUMEATTACHMENT, RESOURCESLICE, PODCERTIFICATEREQUEST, NODE)
+# Each owns the edges derived from it; nodes, service accounts, PVCs and
+# CSIDrivers own none (kept for NodeRestriction's lookups: uid, and the facts
+# of ``app.k8s.admission_facts``).
+OWNER_KINDS: tuple[str, ...] = (
+    POD,
+    PV,
+    VOLUMEATTACHMENT,
+    RESOURCESLICE,
+    PODCERTIFICATEREQUEST,
+    NODE,
+    SERVICEACCOUNT,
+    PVC,
+    CSIDRIVER,
+)
 
 # Kinds whose vertices live outside namespaces.
-CLUSTER_SCOPED: frozenset[str] = frozenset({NODE, PV, VOLUMEATTACHMENT, RESOURCESLICE})
+CLUSTER_SCOPED: frozenset[str] = frozenset({NODE, PV, VOLUMEATTACHMENT, RESOURCESLICE, CSIDRIVER})
 
 # What users may type on the command line -> vertex kind.
 KIND_ALIASES: dict[str, str] = {

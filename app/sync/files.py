@@ -18,7 +18,13 @@ from typing import Any
 import orjson
 import yaml
 
+from app.graph.admission_facts import FactWriter
 from app.graph.derivation import DerivedObject, InvalidObject, derive, owner_kind
+from app.graph.store import GraphStore
+from app.graph.write_results import ApplyResult
+from app.k8s.admission_facts import derive_facts
+from app.k8s.json_fields import FieldError
+from app.k8s.kinds import VertexKey
 
 
 class LoadError(ValueError):
@@ -30,6 +36,14 @@ class LoadedFile:
     source: str
     objects: list[DerivedObject] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    # What NodeRestriction reads of the objects (app.k8s.admission_facts), stored beside the graph.
+    facts: list[tuple[VertexKey, bytes]] = field(default_factory=list)
+
+
+def apply_loaded(store: GraphStore, loaded: LoadedFile) -> ApplyResult:
+    """Write a loaded file: its facts, then its graph rows (as the sync worker orders them)."""
+    FactWriter(store.engine, fence=store.fence).write(loaded.facts)
+    return store.apply(loaded.objects)
 
 
 def _read(source: str) -> bytes:
@@ -95,10 +109,14 @@ def _load(source: str) -> LoadedFile:
             loaded.skipped[str(item.get("kind") or "<no kind>")] += 1
             continue
         try:
-            loaded.objects.append(derive(item, kind))
-        except InvalidObject as exc:
+            obj = derive(item, kind)
+            facts = derive_facts(kind, item)
+        except (InvalidObject, FieldError) as exc:
             meta = item.get("metadata")
             name = meta.get("name") if isinstance(meta, Mapping) else None
             ident = f" ({item.get('kind')} {name})" if name else ""
             raise LoadError(f"{source}: {label}{ident}: {exc}") from exc
+        loaded.objects.append(obj)
+        if facts is not None:
+            loaded.facts.append((obj.key, facts))
     return loaded

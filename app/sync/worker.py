@@ -26,11 +26,14 @@ from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from app.graph.admission_facts import FactWriter
 from app.graph.derivation import DerivedObject, InvalidObject, derive
 from app.graph.explain import graph_totals
 from app.graph.fence import LeaseLost
 from app.graph.store import GraphStore
 from app.graph.write_results import ApplyResult, SyncMark
+from app.k8s.admission_facts import FACT_KINDS, derive_facts
+from app.k8s.json_fields import FieldError
 from app.k8s.kinds import CLUSTER_SCOPED, OWNER_KINDS, VertexKey
 from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
 from app.sync.api_client import KubeApi, ResourceSpec, WatchEvent
@@ -86,6 +89,8 @@ class SyncWorker:
         self.metrics = sync_metrics()
         self.object_counts: dict[str, int] = {}  # the running counts behind nodeauthz_objects/_edges
         self.edge_count = 0
+        # NodeRestriction's facts, committed before the graph write that covers the same events.
+        self.facts = FactWriter(store.engine, fence=store.fence)
 
     # -- state for callers ---------------------------------------------------------------------------
 
@@ -119,7 +124,7 @@ class SyncWorker:
                 self.api,
                 spec,
                 self,
-                resource_version=self.store.resource_version(spec.name),
+                resource_version=self._resume_from(spec),
                 config=self.config,
                 fatal=(LeaseLost,),
             )
@@ -158,6 +163,14 @@ class SyncWorker:
         if failures:
             raise failures[0]
 
+    def _resume_from(self, spec: ResourceSpec) -> str | None:
+        """The stored position, unless this resource has facts no complete list has filled yet."""
+        position = self.store.resource_version(spec.name)
+        if position and spec.kind in FACT_KINDS and not self.facts.listed(spec.name):
+            log.info("%s: re-listing once to fill NodeRestriction's facts", spec.name)
+            return None
+        return position
+
     def _discover(self, stop: threading.Event) -> bool:
         attempt = 0
         while not stop.is_set():
@@ -187,27 +200,35 @@ class SyncWorker:
     def list_page(self, resource: str, items: list[dict[str, Any]]) -> None:
         kind = self._kinds[resource]
         derived: list[DerivedObject] = []
+        facts: list[tuple[VertexKey, bytes]] = []
+        no_facts: list[VertexKey] = []
         seen = self._seen[resource]
         for item in items:
             obj = self._derive(resource, kind, item)
             if obj is not None:
                 derived.append(obj)
                 seen.add(obj.key)
+                self._facts_of(resource, obj, item, facts, no_facts)
             else:
                 # Keep a malformed object's stored version, exactly as a skipped watch event would.
                 key = _key(kind, item)
                 if key is not None:
                     seen.add(key)
         with self._writing():
+            self.facts.write(facts, no_facts)
             for start in range(0, len(derived), APPLY_BATCH):
                 self._apply(resource, derived[start : start + APPLY_BATCH])
 
     def list_finished(self, resource: str, resource_version: str) -> None:
         kind = self._kinds[resource]
         with self._writing():
-            stale = self.store.owned_keys(kind) - self._seen.pop(resource, set())
+            seen = self._seen.pop(resource, set())
+            stale = self.store.owned_keys(kind) - seen
             mark = SyncMark(resource, resource_version)
             self._count(self.store.delete(sorted(stale), mark=mark))
+            # After the objects: a reader never sees a stored object without its facts.
+            stale_facts = self.facts.stored_keys(kind) - seen
+            self.facts.write((), sorted(stale_facts), listed=(resource, resource_version))
         if stale:
             log.info("%s: re-list removed %d objects deleted meanwhile", resource, len(stale))
         self._listed.add(resource)
@@ -216,6 +237,7 @@ class SyncWorker:
     def events(self, resource: str, events: list[WatchEvent], resource_version: str) -> None:
         kind = self._kinds[resource]
         ops: dict[VertexKey, DerivedObject | None] = {}  # the last event per object wins
+        raw: dict[VertexKey, Mapping[str, Any]] = {}
         for event in events:
             obj = self._derive(resource, kind, event.object)
             if event.type == "DELETED":
@@ -224,10 +246,18 @@ class SyncWorker:
                     ops[key] = None
             elif obj is not None and event.type in ("ADDED", "MODIFIED"):
                 ops[obj.key] = obj
+                raw[obj.key] = event.object
         upserts = [o for o in ops.values() if o is not None]
         deletes = [k for k, o in ops.items() if o is None]
+        facts: list[tuple[VertexKey, bytes]] = []
+        no_facts: list[VertexKey] = []
+        for obj in upserts:
+            self._facts_of(resource, obj, raw[obj.key], facts, no_facts)
         mark = SyncMark(resource, resource_version)
         with self._writing():
+            # Facts before the objects they describe, and removed after them: a reader that finds an
+            # object finds its facts (a crash in between leaves unread rows the next re-list drops).
+            self.facts.write(facts, no_facts)
             if upserts:
                 self._apply(resource, upserts, mark=None if deletes else mark)
             if deletes:
@@ -243,6 +273,9 @@ class SyncWorker:
             histogram = self.metrics.lag.labels(resource)
             for lag in lags:
                 histogram.observe(lag)
+        if deletes:  # after the objects they describe (the graph's commit is what the lag measures)
+            with self._writing():
+                self.facts.write((), deletes)
 
     def _start_counts(self) -> None:
         """One COUNT when this worker starts writing; from then on, each commit's changes."""
@@ -315,6 +348,25 @@ class SyncWorker:
             except SQLAlchemyError:
                 database_errors().labels("sync_write").inc()
                 raise
+
+    def _facts_of(
+        self,
+        resource: str,
+        obj: DerivedObject,
+        raw: Mapping[str, Any],
+        facts: list[tuple[VertexKey, bytes]],
+        no_facts: list[VertexKey],
+    ) -> None:
+        """Add ``obj``'s NodeRestriction facts to ``facts``; unreadable ones go to ``no_facts`` (dropped:
+        a lookup of the object then refuses, rather than answer from an older version's facts)."""
+        try:
+            doc = derive_facts(obj.kind, raw)
+        except FieldError as exc:
+            log.warning("%s: %s: cannot read what NodeRestriction needs: %s", resource, obj.key, exc)
+            no_facts.append(obj.key)
+            return
+        if doc is not None:
+            facts.append((obj.key, doc))
 
     def _derive(self, resource: str, kind: str, raw: Mapping[str, Any]) -> DerivedObject | None:
         try:

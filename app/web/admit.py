@@ -1,7 +1,8 @@
 """``POST /admit``: NodeRestriction over AdmissionReviews.
 
-Lookups (a pod's node and uid, a node's uid) are one indexed read each against
-``objects``, done in a worker thread. Bad input is a 400; a failed lookup
+Lookups (a pod's node and uid, a node's uid, the facts of ``admission_facts``)
+are one indexed read each, done in a worker thread, as is a SubjectAccessReview
+NodeRestriction sends the API server (``app.web.access_reviews``). Bad input is a 400; a failed lookup
 (database down, locked, missing tables) refuses the request with code 500 and
 says why: fail closed, never an allow the rules did not reach.
 """
@@ -27,7 +28,7 @@ from app.admission.review import (
     render_admission_response,
 )
 from app.admission.verdict import Verdict
-from app.graph.lookups import StoreLookups
+from app.graph.lookups import Authorizer, StoreLookups, no_authorizer
 from app.telemetry.prometheus import database_errors
 from app.web.bodies import BodyRefused, json_response, read_capped
 from app.web.decision_recorder import DecisionRecorder
@@ -46,9 +47,13 @@ def make_admit_endpoint(
     timeout: float,
     options: AdmissionOptions = DEFAULT_OPTIONS,
     metrics: DecisionRecorder | None = None,
-    lookups: StoreLookups | None = None,  # default: on ``engine``
+    *,
+    authorizer: Authorizer = no_authorizer,
+    lookups: StoreLookups | None = None,  # default: on ``engine``, asking ``authorizer``
 ) -> Callable[[Request], Awaitable[Response]]:
-    lookups = lookups or StoreLookups(engine)
+    # The decision runs on a worker thread: the lookups and a SubjectAccessReview (bounded by
+    # ``timeout`` too) never block the event loop.
+    lookups = lookups or StoreLookups(engine, authorizer)
 
     def decide(request: AdmissionRequest) -> Verdict:
         try:

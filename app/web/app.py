@@ -28,6 +28,7 @@ from app.graph.reach import Reader
 from app.ha.readiness import ReadinessReport, check_readiness_async
 from app.ha.standby_readiness import with_read_replica
 from app.telemetry.logs import configure_logging
+from app.web.access_reviews import KubeconfigError, SubjectAccessReviewer, load_target
 from app.web.admit import make_admit_endpoint
 from app.web.authorize import make_authorize_endpoint
 from app.web.bodies import json_response
@@ -138,6 +139,7 @@ def create_app(
             denials=denials,
         )
         admission_options = AdmissionOptions.from_gates(settings.feature_gates)
+        reviewer = subject_access_reviewer(settings)
         routes += [
             Route("/authorize", authorize, methods=["POST"]),
             Route(
@@ -147,12 +149,26 @@ def create_app(
                     settings.check_timeout,
                     admission_options,
                     recorder,
-                    lookups=standby.lookups if standby else None,
+                    authorizer=reviewer,
+                    lookups=standby.lookups(reviewer) if standby else None,
                 ),
                 methods=["POST"],
             ),
         ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def subject_access_reviewer(settings: Settings) -> SubjectAccessReviewer:
+    """NodeRestriction's authorizer; a kubeconfig that cannot be used makes every question refuse, saying so."""
+    try:
+        target, why_none = load_target(settings.kubeconfig, settings.kube_context)
+        reviewer = SubjectAccessReviewer(target, settings.check_timeout, why_none)
+    except KubeconfigError as exc:  # the commands check it first; a worker process says it and refuses
+        target, why_none = None, str(exc)
+        reviewer = SubjectAccessReviewer(None, settings.check_timeout, why_none)
+    if target is None:
+        LOG.warning("SubjectAccessReviews: %s", why_none or "no API server configured")
+    return reviewer
 
 
 def create_health_app_from_env() -> Starlette:

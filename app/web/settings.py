@@ -78,6 +78,10 @@ class Settings:
     # Resources whose sync state /readyz requires (``nodeauthz run``); empty: schema and database only.
     require_synced: tuple[str, ...] = ()
     log_format: str = "text"  # or json (app.telemetry.logs)
+    # The API server NodeRestriction asks with SubjectAccessReviews (app.web.access_reviews): a
+    # kubeconfig and its context; unset: $KUBECONFIG, the pod's service account, ~/.kube/config.
+    kubeconfig: str | None = None
+    kube_context: str | None = None
     # Prometheus metrics of each decision (``/metrics`` is served either way).
     metrics: bool = True
     # The denial report: no-opinions for nodes, buffered in memory and added to the ``denials`` table.

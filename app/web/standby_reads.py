@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from app.graph.database import make_read_engine
+from app.graph.lookups import Authorizer
 from app.graph.standby import FreshLookups, PrimarySampler, ReadReplica
 from app.web.settings import Settings
 
@@ -22,7 +23,6 @@ class StandbyReads:
     replica: ReadReplica
     sampler: PrimarySampler
     engine: Engine  # the standby's, for admission look-ups
-    lookups: FreshLookups
 
     @classmethod
     def create(cls, settings: Settings) -> StandbyReads:
@@ -33,8 +33,11 @@ class StandbyReads:
             replica=replica,
             sampler=PrimarySampler(settings.database_url, replica, timeout=settings.check_timeout),
             engine=engine,
-            lookups=FreshLookups(engine, replica),
         )
+
+    def lookups(self, authorizer: Authorizer) -> FreshLookups:
+        """NodeRestriction's look-ups on the standby, asking ``authorizer`` what the graph cannot answer."""
+        return FreshLookups(self.engine, self.replica, authorizer)
 
     async def run(self) -> None:
         """Sample the primary until cancelled (a lifespan task)."""

@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.admission.lookups import PodRecord
-from app.admission.options import AdmissionOptions, AudiencePolicy
+from app.admission.lookups import AccessAnswer, AccessQuestion, PodRecord
+from app.admission.options import AdmissionOptions
 from app.admission.restriction import admit, check_admission_bytes
 from app.admission.review import AdmissionError, parse_admission_review, render_admission_response
 from app.admission.verdict import Verdict
+from app.k8s.admission_facts import PodFacts, VolumeFact, pod_facts
 
 NODE = "mynode"
 NODE_UID = "mynode-uid"
@@ -29,24 +30,57 @@ NODE_USER = f"system:node:{NODE}"
 NODE_GROUPS = ["system:nodes", "system:authenticated"]
 
 
+# What every pod the API server admits mounts: kube-api-access-*, a projected token with no audience.
+DEFAULT_TOKEN_VOLUME = VolumeFact(audiences=("",))
+
+
 class Store:
-    """In-memory AdmissionLookups."""
+    """In-memory AdmissionLookups; ``access`` answers the authorizer's questions (key: verb, resource, name)."""
 
     def __init__(self) -> None:
         self.pods: dict[tuple[str, str], PodRecord] = {}
+        self.facts: dict[tuple[str, str], PodFacts] = {}
         self.nodes: dict[str, str] = {NODE: NODE_UID, "othernode": "othernode-uid"}
+        self.service_accounts: dict[tuple[str, str], str] = {}
+        self.pvcs: dict[tuple[str, str], str] = {}
+        self.pvs: dict[str, str] = {}
+        self.csidrivers: dict[str, tuple[str, ...]] = {}
+        self.access: dict[tuple[str, str, str], AccessAnswer] = {}
+        self.questions: list[AccessQuestion] = []
         self.add_pod("ns", "mypod", NODE)
         self.add_pod("ns", "otherpod", "othernode")
         self.add_pod("ns", "unboundpod", "")
 
-    def add_pod(self, namespace: str, name: str, node: str) -> None:
+    def add_pod(self, namespace: str, name: str, node: str, obj: dict[str, Any] | None = None) -> None:
+        """A stored pod; ``obj`` (raw JSON) gives its facts, else a plain pod with the default token volume."""
         self.pods[(namespace, name)] = PodRecord(namespace, name, f"{name}-uid", node)
+        facts = pod_facts(obj) if obj is not None else PodFacts("default", False, (DEFAULT_TOKEN_VOLUME,), ())
+        self.facts[(namespace, name)] = facts
 
     def pod(self, namespace: str, name: str) -> PodRecord | None:
         return self.pods.get((namespace, name))
 
     def node_uid(self, name: str) -> str | None:
         return self.nodes.get(name)
+
+    def pod_facts(self, record: PodRecord) -> PodFacts:
+        return self.facts[(record.namespace, record.name)]
+
+    def service_account_uid(self, namespace: str, name: str) -> str | None:
+        return self.service_accounts.get((namespace, name))
+
+    def pvc_volume_name(self, namespace: str, name: str) -> str | None:
+        return self.pvcs.get((namespace, name))
+
+    def pv_csi_driver(self, name: str) -> str | None:
+        return self.pvs.get(name)
+
+    def csidriver_audiences(self, name: str) -> tuple[str, ...] | None:
+        return self.csidrivers.get(name)
+
+    def authorize(self, question: AccessQuestion) -> AccessAnswer:
+        self.questions.append(question)
+        return self.access.get((question.verb, question.resource, question.name), AccessAnswer(False))
 
 
 GVK = {
@@ -721,21 +755,6 @@ def test_token_audience_count() -> None:
     body = token_request("mypod", "mypod-uid", audiences=["foo", "bar"])
     assert_refused(body, SA + "node may only request 0 or 1 audiences")
     assert_allowed(body, options=AdmissionOptions(service_account_node_audience_restriction=False))
-
-
-def test_single_custom_audience_follows_the_policy() -> None:
-    body = token_request("mypod", "mypod-uid", audiences=["vault"])
-    assert_allowed(body)
-    strict = AdmissionOptions(single_audience=AudiencePolicy.DEFAULT_ONLY)
-    assert_refused(
-        body,
-        SA + 'audience "vault" not found in pod spec volume, '
-        "system:node:mynode is not authorized to request tokens for this audience "
-        "(nodeauthz cannot read pod volumes; it allows only the API server's default audience)",
-        options=strict,
-    )
-    assert_allowed(token_request("mypod", "mypod-uid", audiences=[]), options=strict)
-    assert_allowed(token_request("mypod", "mypod-uid", audiences=[""]), options=strict)
 
 
 def test_other_serviceaccount_requests_pass() -> None:

@@ -10,6 +10,7 @@ import pytest
 from app.graph.derivation import DerivedObject, Edge, InvalidObject, derive, owner_kind, pod_is_mirror
 from app.k8s.kinds import (
     CONFIGMAP,
+    CSIDRIVER,
     NODE,
     POD,
     PODCERTIFICATEREQUEST,
@@ -96,7 +97,10 @@ def pv_edges(source: dict[str, Any]) -> set[Edge]:
         ("PodCertificateRequest", PODCERTIFICATEREQUEST),
         ("Node", NODE),
         ("Secret", None),
-        ("PersistentVolumeClaim", None),
+        ("PersistentVolumeClaim", PVC),
+        ("ServiceAccount", SERVICEACCOUNT),
+        ("CSIDriver", CSIDRIVER),
+        ("ConfigMap", None),
         ("pod", None),
         (7, None),
     ],

@@ -16,7 +16,9 @@ from app.graph.migrations import head_revision
 from app.graph.write_results import SyncMark
 from app.ha import readiness
 from app.ha.lease import LeaseManager
-from app.ha.readiness import ReadinessReport, check_readiness, check_readiness_async
+from app.ha.readiness import ReadinessReport, check_readiness, check_readiness_async, required_resources
+from app.k8s.feature_gates import parse_feature_gates
+from app.k8s.watched_resources import RESOURCE_NAMES
 from tests.clock import FakeClock
 from tests.writers import fenced
 
@@ -230,3 +232,28 @@ def test_probe_is_a_handful_of_statements(engine: Engine, reader: Engine, clock:
     event.listen(reader, "before_cursor_execute", lambda *a: statements.append(a[2]))
     assert check(reader, clock).ready
     assert len(statements) <= 6, statements
+
+
+def test_node_restriction_resources_are_required_while_their_gates_are_on() -> None:
+    everything = RESOURCE_NAMES
+    assert set(required_resources(everything)) == {
+        "pods",
+        "nodes",
+        "persistentvolumes",
+        "volumeattachments",
+        "persistentvolumeclaims",
+        "csidrivers",
+        "serviceaccounts",
+    }
+    no_audiences = parse_feature_gates("ServiceAccountNodeAudienceRestriction=false")
+    assert "csidrivers" not in required_resources(everything, no_audiences)
+    assert "serviceaccounts" in required_resources(everything, no_audiences)
+    neither = parse_feature_gates("ServiceAccountNodeAudienceRestriction=false,PodCertificateRequest=false")
+    assert required_resources(everything, neither) == (
+        "pods",
+        "nodes",
+        "persistentvolumes",
+        "volumeattachments",
+    )
+    # Only what this replica syncs: --resources pods,nodes requires no more.
+    assert required_resources(("pods", "nodes")) == ("pods", "nodes")

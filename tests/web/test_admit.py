@@ -13,27 +13,32 @@ import pytest
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
-from app.graph.derivation import derive
 from app.graph.store import GraphStore
 from app.web.app import create_app
 from app.web.settings import Settings
 from tests import builders
 from tests.admission.test_restriction import create_mirror, eviction, pod, review, token_request
 from tests.metrics import delta
+from tests.writers import apply_raw
 
 NODE = "mynode"  # the node user of tests.admission.test_restriction's reviews
+# kube-api-access-*: the projected token (no audience) the API server adds to every pod.
+DEFAULT_TOKEN_VOLUME = {
+    "name": "kube-api-access",
+    "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]},
+}
 
 
 @pytest.fixture
 def client(database_url: str, store: GraphStore) -> Iterator[TestClient]:
-    store.apply(
-        derive(o)
-        for o in (
+    apply_raw(
+        store,
+        (
             builders.node(NODE, uid=f"{NODE}-uid"),
             builders.node("othernode", uid="othernode-uid"),
-            builders.pod("mypod", "ns", NODE, uid="mypod-uid"),
+            builders.pod("mypod", "ns", NODE, uid="mypod-uid", volumes=[DEFAULT_TOKEN_VOLUME]),
             builders.pod("otherpod", "ns", "othernode", uid="otherpod-uid"),
-        )
+        ),
     )
     with TestClient(create_app(Settings(database_url=database_url))) as c:
         yield c
@@ -130,7 +135,7 @@ def test_store_failure_refuses_with_the_cause(client: TestClient, engine: Engine
 
 
 def test_check_admission_cli(database_url: str, store: GraphStore, tmp_path: Path) -> None:
-    store.apply([derive(builders.pod("mypod", "ns", NODE, uid="mypod-uid"))])
+    apply_raw(store, [builders.pod("mypod", "ns", NODE, uid="mypod-uid", volumes=[DEFAULT_TOKEN_VOLUME])])
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
     good.write_bytes(token_request("mypod", "mypod-uid"))
     bad.write_bytes(token_request("mypod", "old-uid"))
@@ -205,24 +210,6 @@ def test_pod_status_may_not_change_the_extended_resource_claim(client: TestClien
     assert out["status"]["message"] == (
         'pods "mypod" is forbidden: node "mynode" cannot update extended resource claim status'
     )
-
-
-def test_pod_certificate_requests_fail_closed(client: TestClient) -> None:
-    pcr = {
-        "apiVersion": "certificates.k8s.io/v1",
-        "kind": "PodCertificateRequest",
-        "metadata": {"name": "web-0-x7k2p", "namespace": "ns"},
-        "spec": {
-            "podName": "mypod",
-            "podUID": "mypod-uid",
-            "nodeName": NODE,
-            "serviceAccountName": "default",
-        },
-    }
-    body = review("CREATE", "podcertificaterequests", name="web-0-x7k2p", namespace="ns", obj=pcr)
-    out = post(client, body)
-    assert out["allowed"] is False and out["status"]["code"] == 403
-    assert out["status"]["message"].endswith("(its store does not hold service accounts); refused")
 
 
 def test_admission_decisions_are_counted(client: TestClient) -> None:
