@@ -21,6 +21,7 @@ from typing import Any
 from app.graph.database import resolve_url
 from app.graph.readers import DEFAULT_READ_TIMEOUT_S
 from app.k8s.feature_gates import DEFAULT_GATES, FeatureGates, parse_feature_gates
+from app.k8s.watched_resources import RESOURCE_NAMES
 from app.telemetry.logs import LOG_FORMATS
 
 ENV_PREFIX = "NODEAUTHZ_"
@@ -38,7 +39,12 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
-def _parse_list(text: str) -> tuple[str, ...]:
+NONE = "none"  # an empty list, written out: an unset variable would mean "the default"
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    if text.strip().lower() == NONE:
+        return ()
     return tuple(item for item in (part.strip() for part in text.split(",")) if item)
 
 
@@ -46,7 +52,7 @@ def _format(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, tuple):
-        return ",".join(value)
+        return ",".join(value) or NONE
     return str(value)  # FeatureGates: the --feature-gates text
 
 
@@ -74,7 +80,8 @@ class Settings:
     # After a writer handover, how long replicas trust the previous writer's sync marks while the new
     # writer opens its watches (it re-marks each resource as soon as its watch is established).
     max_writer_silence: float = 30.0
-    # Resources whose sync state /readyz requires (``nodeauthz run``); empty: schema and database only.
+    # Resources whose sync state /readyz requires (``run``: those it syncs; ``serve``: the core
+    # resources, ``--require-synced``); empty: schema and database only.
     require_synced: tuple[str, ...] = ()
     log_format: str = "text"  # or json (app.telemetry.logs)
     # Prometheus metrics of each decision (``/metrics`` is served either way).
@@ -108,6 +115,11 @@ class Settings:
             raise ValueError("--health-port needs --workers 1")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
+        if unknown := [r for r in self.require_synced if r not in RESOURCE_NAMES]:
+            raise ValueError(
+                f"--require-synced / NODEAUTHZ_REQUIRE_SYNCED: unknown resource {', '.join(unknown)}; expected {NONE} or some of "
+                f"{','.join(RESOURCE_NAMES)}"
+            )
         if self.denial_buffer_size < 1 or self.denial_flush_interval <= 0 or self.denial_retention_hours <= 0:
             raise ValueError("the denial buffer size, flush interval and retention must be positive")
 
@@ -163,7 +175,7 @@ def _parser(annotation: Any) -> Callable[[str], object]:
     if annotation is FeatureGates:
         return parse_feature_gates
     if typing.get_origin(annotation) is tuple:
-        return _parse_list
+        return parse_list
     return str
 
 
