@@ -172,6 +172,21 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
         "no-opinion / refuses / not ready (default 1; env NODEAUTHZ_CHECK_TIMEOUT)",
     )  # fmt: skip
     parser.add_argument(
+        "--request-read-timeout", type=float, default=None, metavar="SECONDS",
+        help="a connection must deliver a whole request within this long of opening (or of the request's "
+        "first byte), else it is closed: idle and trickling clients (default 10; env "
+        "NODEAUTHZ_REQUEST_READ_TIMEOUT)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-alive-timeout", type=float, default=None, metavar="SECONDS",
+        help="close a connection idle this long between requests (default 120; env NODEAUTHZ_KEEP_ALIVE_TIMEOUT)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--limit-concurrency", type=int, default=None, metavar="N",
+        help="per worker: beyond N open connections or requests in progress, answer 503 at once "
+        "(default 1000; env NODEAUTHZ_LIMIT_CONCURRENCY)",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-writer-silence", type=float, default=None, metavar="SECONDS",
         help="run: how long replicas stay ready without a live writer, and trust the previous writer's "
         "sync marks after a handover (default 30; env NODEAUTHZ_MAX_WRITER_SILENCE)",
@@ -240,6 +255,9 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
             "health_port",
             "check_timeout",
             "max_writer_silence",
+            "request_read_timeout",
+            "keep_alive_timeout",
+            "limit_concurrency",
         )
     }
     values: dict[str, Any] = {

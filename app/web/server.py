@@ -8,6 +8,7 @@ import ssl
 from typing import Any
 
 from app.telemetry.prometheus import prepare_multiprocess_dir
+from app.web.connections import GuardedHttpToolsProtocol
 from app.web.settings import Settings
 
 APP_FACTORY = "app.web.app:create_app_from_env"
@@ -30,7 +31,9 @@ def run_server(settings: Settings) -> None:
         "port": settings.port,
         "factory": True,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": GuardedHttpToolsProtocol,  # httptools, closing clients that never finish a request
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "limit_concurrency": settings.limit_concurrency,
         "access_log": False,  # one line per request costs more than the check itself
         "log_level": settings.log_level.lower(),
         "log_config": None,

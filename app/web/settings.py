@@ -23,6 +23,7 @@ from app.graph.readers import DEFAULT_READ_TIMEOUT_S
 from app.k8s.feature_gates import DEFAULT_GATES, FeatureGates, parse_feature_gates
 from app.k8s.watched_resources import RESOURCE_NAMES
 from app.telemetry.logs import LOG_FORMATS
+from app.web.connections import DEFAULT_REQUEST_READ_TIMEOUT_S
 
 ENV_PREFIX = "NODEAUTHZ_"
 DEFAULT_POOL_SIZE = 10  # PostgreSQL reader connections per worker
@@ -84,6 +85,14 @@ class Settings:
     # resources, ``--require-synced``); empty: schema and database only.
     require_synced: tuple[str, ...] = ()
     log_format: str = "text"  # or json (app.telemetry.logs)
+    # Slow and idle clients (app.web.connections): a whole request must arrive within this many
+    # seconds of the connection opening (or of its first byte); an idle keep-alive connection is
+    # closed after keep_alive_timeout (longer than Go's 90 s idle timeout in the API server's
+    # client, so the client closes first and never races a request onto a closing connection);
+    # beyond limit_concurrency connections or requests per worker, requests are answered 503 at once.
+    request_read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT_S
+    keep_alive_timeout: float = 120.0
+    limit_concurrency: int = 1000
     # Prometheus metrics of each decision (``/metrics`` is served either way).
     metrics: bool = True
     # The denial report: no-opinions for nodes, buffered in memory and added to the ``denials`` table.
@@ -113,6 +122,10 @@ class Settings:
             raise ValueError("--workers must be at least 1")
         if self.health_port is not None and self.workers != 1:
             raise ValueError("--health-port needs --workers 1")
+        if not 0 < self.request_read_timeout <= 300 or self.keep_alive_timeout <= 0:
+            raise ValueError("--request-read-timeout must be in (0, 300] and --keep-alive-timeout positive")
+        if self.limit_concurrency < 1:
+            raise ValueError("--limit-concurrency must be at least 1")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if unknown := [r for r in self.require_synced if r not in RESOURCE_NAMES]:
