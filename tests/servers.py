@@ -50,3 +50,15 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
+
+
+def wait_listening(base: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 20.0) -> None:
+    """Until ``{base}/healthz`` answers at all (ready or not); fails with the log if the process exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.1)

@@ -16,7 +16,7 @@ import httpx
 
 from tests.builders import node, pod
 from tests.fake_apiserver import FakeApiServer
-from tests.servers import free_port, nodeauthz_script, stop, wait_ready
+from tests.servers import free_port, nodeauthz_script, stop, wait_listening, wait_ready
 
 
 def readyz(base: str) -> tuple[int, dict[str, Any]]:
@@ -31,14 +31,8 @@ def start_serve(url: str, log: Path, *extra: str) -> tuple[subprocess.Popen[byte
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            return proc, base
-        except httpx.TransportError:
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            time.sleep(0.1)
+    wait_listening(base, proc, log)
+    return proc, base
 
 
 def test_serve_is_unready_until_a_writer_has_listed_the_cluster(database_url: str, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import free_port, nodeauthz_script, stop
+from tests.servers import free_port, nodeauthz_script, stop, wait_listening
 
 READ_TIMEOUT_S = 2
 KEEP_ALIVE_S = 3
@@ -36,14 +36,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            time.sleep(0.1)
+    wait_listening(base, proc, log)
     try:
         yield base, port, proc
     finally:
