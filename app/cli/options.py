@@ -35,6 +35,7 @@ from app.k8s.feature_gates import (
 )
 from app.k8s.watched_resources import RESOURCE_NAMES
 from app.web.settings import Settings, parse_bool
+from app.web.tls import tls_files_problem
 
 
 def database_url(args: argparse.Namespace) -> str:
@@ -269,8 +270,12 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         **extra,
     }
     try:
-        return Settings.from_env(**values)
+        settings = Settings.from_env(**values)
     except FeatureGateError as exc:  # from NODEAUTHZ_FEATURE_GATES; the message names it
         raise CommandError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if settings.tls_cert and settings.tls_key:  # before any process starts: one line naming the file
+        if problem := tls_files_problem(settings.tls_cert, settings.tls_key, settings.tls_client_ca):
+            raise CommandError(problem)
+    return settings
