@@ -152,20 +152,36 @@ def feature_gates_from_args(
 
 def add_serving_flags(parser: argparse.ArgumentParser) -> None:
     """What ``serve`` and ``run`` both take: where and how the webhook listens."""
-    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="listen port (default 8443)")
-    add_gates_flags(parser)
-    parser.add_argument("--tls-cert", help="server certificate (PEM); without it, plain HTTP")
-    parser.add_argument("--tls-key", help="server private key (PEM)")
+    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1; env NODEAUTHZ_HOST)")
     parser.add_argument(
-        "--tls-client-ca", help="CA bundle; when given, clients must present a certificate it signed"
+        "--port", type=int, default=None, help="listen port (default 8443; env NODEAUTHZ_PORT)"
     )
-    parser.add_argument("--workers", type=int, default=None, help="webhook worker processes (default 1)")
-    parser.add_argument("--pool-size", type=int, default=None, help="PostgreSQL connections per worker")
+    add_gates_flags(parser)
+    parser.add_argument(
+        "--tls-cert", help="server certificate (PEM), reloaded when it changes; without it, plain HTTP "
+        "(env NODEAUTHZ_TLS_CERT)",
+    )  # fmt: skip
+    parser.add_argument("--tls-key", help="server private key (PEM) (env NODEAUTHZ_TLS_KEY)")
+    parser.add_argument(
+        "--tls-client-ca",
+        help="CA bundle; when given, clients must present a certificate it signed, usable for client auth "
+        "(env NODEAUTHZ_TLS_CLIENT_CA)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="webhook worker processes (default 1; env NODEAUTHZ_WORKERS)",
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=None,
+        help="PostgreSQL reader connections per worker (default 10; env NODEAUTHZ_POOL_SIZE)",
+    )  # fmt: skip
     parser.add_argument(
         "--health-port", type=int, default=None,
         help="also serve /healthz and /readyz (only) over plain HTTP on this port, for kubelet probes "
-        "when --tls-client-ca makes the main port require client certificates (needs --workers 1)",
+        "when --tls-client-ca makes the main port require client certificates (needs --workers 1; "
+        "env NODEAUTHZ_HEALTH_PORT)",
     )  # fmt: skip
     parser.add_argument(
         "--check-timeout", type=float, default=None, metavar="SECONDS",
@@ -197,22 +213,31 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
 def add_kube_flags(parser: argparse.ArgumentParser) -> None:
     """What ``sync`` and ``run`` both take: which API server, which resources."""
     parser.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG, in-cluster, ~/.kube/config)"
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file (env KUBECONFIG, read by the Kubernetes client; else in-cluster, ~/.kube/config)",
     )
-    parser.add_argument("--context", default=None, help="kubeconfig context (default the current one)")
+    parser.add_argument(
+        "--context", default=None, help="kubeconfig context (default the current one; env NODEAUTHZ_CONTEXT)"
+    )
     parser.add_argument(
         "--resources", default=",".join(RESOURCE_NAMES),
-        help=f"comma-separated subset of: {','.join(RESOURCE_NAMES)}",
+        help=f"comma-separated subset of: {','.join(RESOURCE_NAMES)} (default all; env NODEAUTHZ_RESOURCES)",
     )  # fmt: skip
 
 
 def add_writer_flags(parser: argparse.ArgumentParser) -> None:
     """What ``sync`` and ``run`` both take: how this process campaigns for the writer lease."""
     parser.add_argument(
-        "--lease-duration", type=float, default=15.0, help="writer lease, seconds (default 15)"
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="writer lease, seconds (default 15; env NODEAUTHZ_LEASE_DURATION)",
     )
     parser.add_argument(
-        "--holder", default=None, help="this writer's lease identity (default host-pid-random)"
+        "--holder",
+        default=None,
+        help="this writer's lease identity (default host-pid-random; env NODEAUTHZ_HOLDER)",
     )
 
 

@@ -107,17 +107,17 @@ class Settings:
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
         if self.pool_size < 1:
-            raise ValueError("pool size must be at least 1")
+            raise ValueError("--pool-size must be at least 1")
         if not 0 < self.port < 65536:
-            raise ValueError(f"port {self.port} is out of range")
+            raise ValueError(f"--port {self.port} is out of range")
         if self.health_port is not None and not (
             0 < self.health_port < 65536 and self.health_port != self.port
         ):
-            raise ValueError(f"health port {self.health_port} must be a free port other than {self.port}")
+            raise ValueError(f"--health-port {self.health_port} must be a free port other than {self.port}")
         if not 0 < self.check_timeout <= 10:
-            raise ValueError("check timeout must be between 0 and 10 seconds")
+            raise ValueError("--check-timeout must be between 0 and 10 seconds")
         if self.max_writer_silence <= 0:
-            raise ValueError("max writer silence must be positive")
+            raise ValueError("--max-writer-silence must be positive")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
         if self.health_port is not None and self.workers != 1:
@@ -133,8 +133,9 @@ class Settings:
                 f"--require-synced / NODEAUTHZ_REQUIRE_SYNCED: unknown resource {', '.join(unknown)}; expected {NONE} or some of "
                 f"{','.join(RESOURCE_NAMES)}"
             )
-        if self.denial_buffer_size < 1 or self.denial_flush_interval <= 0 or self.denial_retention_hours <= 0:
-            raise ValueError("the denial buffer size, flush interval and retention must be positive")
+        for name in ("denial_buffer_size", "denial_flush_interval", "denial_retention_hours"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{self.env_name(name)} must be positive")
 
     @property
     def tls(self) -> bool:
