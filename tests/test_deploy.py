@@ -243,3 +243,37 @@ def test_the_readme_names_every_deploy_file() -> None:
     for path in sorted(DEPLOY.rglob("*")):
         if path.is_file():
             assert f"deploy/{path.relative_to(DEPLOY)}" in readme, path
+
+
+def _dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuation lines joined), split into build stages at each FROM."""
+    text = re.sub(r"\\\n\s*", " ", (DEPLOY.parent / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    stages: list[list[str]] = [[]]
+    for line in lines:
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages[1:]
+
+
+def test_the_image_is_built_in_two_stages_and_labelled_with_version_and_revision() -> None:
+    import tomllib
+
+    builder, final = _dockerfile_stages()
+    assert builder[0].endswith(" AS builder") and "pip wheel" in " ".join(builder)
+    final_text = " ".join(final)
+    # No compiler, no sources, no index in the image that runs: only the builder's wheels, offline.
+    assert not re.search(r"\b(gcc|g\+\+|build-essential|clang|make)\b", final_text)
+    assert not any(line.startswith(("COPY app", "COPY pyproject")) for line in final)
+    (install,) = [line for line in final if "pip install" in line]
+    assert "--no-index" in install and "from=builder" in install
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", "\n".join(final), re.M))
+    version = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]["version"]
+    assert args["VERSION"] == version and "REVISION" in args
+    assert 'org.opencontainers.image.version="${VERSION}"' in final_text
+    assert 'org.opencontainers.image.revision="${REVISION}"' in final_text
+    (user,) = [line for line in final if line.startswith("USER ")]
+    assert user.split()[1].split(":")[0] == str(pod_spec()["securityContext"]["runAsUser"])
+    image = pod_spec()["containers"][0]["image"]
+    assert image.endswith(f":{version}")
