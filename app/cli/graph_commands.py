@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from app.cli.errors import CommandError, UsageError
 from app.cli.options import database_url, first_line, graph_connection, newer_schema, require_schema
 from app.graph.database import make_engine
+from app.graph.dialects.base import MigrationLockTimeout
 from app.graph.explain import find_paths, graph_stats
 from app.graph.fence import LeaseLost, fixed_fence
 from app.graph.migrations import head_revision, upgrade
@@ -76,6 +77,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         raise CommandError(
             f"cannot migrate the database: {first_line(exc.orig or exc)} (check --database-url)"
         ) from None
+    except (MigrationLockTimeout, OSError) as exc:  # the lock, or a SQLite directory it cannot use
+        raise CommandError(f"cannot migrate the database: {exc}") from None
     print(f"schema at revision {head_revision()}")
     return 0
 

@@ -23,6 +23,7 @@ from app.cli import (
     sync_commands,
     webhook_commands,
 )
+from app.cli.env_flags import GLOBAL, apply_env_defaults
 from app.cli.errors import CommandError, UsageError
 from app.graph.database import URL_ENV
 from app.graph.migrations import head_revision
@@ -72,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    env_problems = apply_env_defaults(parser, os.environ)
     args = parser.parse_args(argv)
+    if problems := env_problems.get(GLOBAL, []) + env_problems.get(args.command, []):
+        print(f"nodeauthz: error: {problems[0]}", file=sys.stderr)
+        return 2
     args.log_level = args.log_level or os.environ.get(LOG_LEVEL_ENV, "").upper() or "INFO"
     if args.log_level not in LOG_LEVELS:
         parser.print_usage(sys.stderr)

@@ -36,6 +36,7 @@ from app.k8s.feature_gates import (
 from app.k8s.watched_resources import RESOURCE_NAMES
 from app.web.access_reviews import KubeconfigError, SubjectAccessReviewer, load_target
 from app.web.settings import Settings, parse_bool
+from app.web.tls import tls_files_problem
 
 
 def database_url(args: argparse.Namespace) -> str:
@@ -152,25 +153,56 @@ def feature_gates_from_args(
 
 def add_serving_flags(parser: argparse.ArgumentParser) -> None:
     """What ``serve`` and ``run`` both take: where and how the webhook listens."""
-    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="listen port (default 8443)")
-    add_gates_flags(parser)
-    parser.add_argument("--tls-cert", help="server certificate (PEM); without it, plain HTTP")
-    parser.add_argument("--tls-key", help="server private key (PEM)")
+    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1; env NODEAUTHZ_HOST)")
     parser.add_argument(
-        "--tls-client-ca", help="CA bundle; when given, clients must present a certificate it signed"
+        "--port", type=int, default=None, help="listen port (default 8443; env NODEAUTHZ_PORT)"
     )
-    parser.add_argument("--workers", type=int, default=None, help="webhook worker processes (default 1)")
-    parser.add_argument("--pool-size", type=int, default=None, help="PostgreSQL connections per worker")
+    add_gates_flags(parser)
+    parser.add_argument(
+        "--tls-cert", help="server certificate (PEM), reloaded when it changes; without it, plain HTTP "
+        "(env NODEAUTHZ_TLS_CERT)",
+    )  # fmt: skip
+    parser.add_argument("--tls-key", help="server private key (PEM) (env NODEAUTHZ_TLS_KEY)")
+    parser.add_argument(
+        "--tls-client-ca",
+        help="CA bundle; when given, clients must present a certificate it signed, usable for client auth "
+        "(env NODEAUTHZ_TLS_CLIENT_CA)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="webhook worker processes (default 1; env NODEAUTHZ_WORKERS)",
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=None,
+        help="PostgreSQL reader connections per worker (default 10; env NODEAUTHZ_POOL_SIZE)",
+    )  # fmt: skip
     parser.add_argument(
         "--health-port", type=int, default=None,
         help="also serve /healthz and /readyz (only) over plain HTTP on this port, for kubelet probes "
-        "when --tls-client-ca makes the main port require client certificates (needs --workers 1)",
+        "when --tls-client-ca makes the main port require client certificates (needs --workers 1; "
+        "env NODEAUTHZ_HEALTH_PORT)",
     )  # fmt: skip
     parser.add_argument(
         "--check-timeout", type=float, default=None, metavar="SECONDS",
         help="how long a check, an admission lookup or /readyz may wait on the database before it answers "
         "no-opinion / refuses / not ready (default 1; env NODEAUTHZ_CHECK_TIMEOUT)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--request-read-timeout", type=float, default=None, metavar="SECONDS",
+        help="a connection must deliver a whole request within this long of opening (or of the request's "
+        "first byte), else it is closed: idle and trickling clients (default 10; env "
+        "NODEAUTHZ_REQUEST_READ_TIMEOUT)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-alive-timeout", type=float, default=None, metavar="SECONDS",
+        help="close a connection idle this long between requests (default 120; env NODEAUTHZ_KEEP_ALIVE_TIMEOUT)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--limit-concurrency", type=int, default=None, metavar="N",
+        help="per worker: beyond N open connections or requests in progress, answer 503 at once "
+        "(default 1000; env NODEAUTHZ_LIMIT_CONCURRENCY)",
     )  # fmt: skip
     parser.add_argument(
         "--max-writer-silence", type=float, default=None, metavar="SECONDS",
@@ -194,30 +226,41 @@ def add_authorizer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig", default=None,
         help="kubeconfig of the API server NodeRestriction asks with SubjectAccessReviews (env "
-        "NODEAUTHZ_KUBECONFIG; default $KUBECONFIG, the pod's service account in a pod, ~/.kube/config)",
+        "KUBECONFIG; else the pod's service account in a pod, ~/.kube/config)",
     )  # fmt: skip
-    parser.add_argument("--context", default=None, help="kubeconfig context (default the current one)")
+    parser.add_argument(
+        "--context", default=None, help="kubeconfig context (default the current one; env NODEAUTHZ_CONTEXT)"
+    )
 
 
 def add_kube_flags(parser: argparse.ArgumentParser) -> None:
     """What ``sync`` and ``run`` both take: which API server, which resources."""
     parser.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG, in-cluster, ~/.kube/config)"
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file (env KUBECONFIG, read by the Kubernetes client; else in-cluster, ~/.kube/config)",
     )
-    parser.add_argument("--context", default=None, help="kubeconfig context (default the current one)")
+    parser.add_argument(
+        "--context", default=None, help="kubeconfig context (default the current one; env NODEAUTHZ_CONTEXT)"
+    )
     parser.add_argument(
         "--resources", default=",".join(RESOURCE_NAMES),
-        help=f"comma-separated subset of: {','.join(RESOURCE_NAMES)}",
+        help=f"comma-separated subset of: {','.join(RESOURCE_NAMES)} (default all; env NODEAUTHZ_RESOURCES)",
     )  # fmt: skip
 
 
 def add_writer_flags(parser: argparse.ArgumentParser) -> None:
     """What ``sync`` and ``run`` both take: how this process campaigns for the writer lease."""
     parser.add_argument(
-        "--lease-duration", type=float, default=15.0, help="writer lease, seconds (default 15)"
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="writer lease, seconds (default 15; env NODEAUTHZ_LEASE_DURATION)",
     )
     parser.add_argument(
-        "--holder", default=None, help="this writer's lease identity (default host-pid-random)"
+        "--holder",
+        default=None,
+        help="this writer's lease identity (default host-pid-random; env NODEAUTHZ_HOLDER)",
     )
 
 
@@ -267,9 +310,12 @@ def settings_from_args(args: argparse.Namespace, *, check_kubeconfig: bool = Tru
             "read_database_url",
             "max_read_lag",
             "kubeconfig",
+            "request_read_timeout",
+            "keep_alive_timeout",
+            "limit_concurrency",
         )
     }
-    flags["kube_context"] = getattr(args, "context", None)
+    flags["context"] = getattr(args, "context", None)
     values: dict[str, Any] = {
         "database_url": database_url(args),
         "feature_gates": feature_gates_from_args(args),
@@ -284,10 +330,13 @@ def settings_from_args(args: argparse.Namespace, *, check_kubeconfig: bool = Tru
         raise CommandError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if settings.tls_cert and settings.tls_key:  # before any process starts: one line naming the file
+        if problem := tls_files_problem(settings.tls_cert, settings.tls_key, settings.tls_client_ca):
+            raise CommandError(problem)
     if not check_kubeconfig:
         return settings
     try:  # a kubeconfig given but unusable stops the command here, not in a worker process
-        target, _ = load_target(settings.kubeconfig, settings.kube_context)
+        target, _ = load_target(settings.kubeconfig, settings.context)
         SubjectAccessReviewer(target, settings.check_timeout)
     except KubeconfigError as exc:
         raise UsageError(f"--kubeconfig: {exc}") from None

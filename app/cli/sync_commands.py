@@ -28,10 +28,13 @@ def register(subparsers: Any) -> None:
     )
     add_kube_flags(p)
     add_writer_flags(p)
-    p.add_argument("--migrate", action="store_true", help="upgrade the schema to head first")
+    p.add_argument(
+        "--migrate", action="store_true", help="upgrade the schema to head first (env NODEAUTHZ_MIGRATE)"
+    )
     p.add_argument(
         "--metrics-port", type=int, default=None,
-        help="serve the writer's Prometheus metrics on this port at /metrics (default: not served)",
+        help="serve the writer's Prometheus metrics on this port at /metrics (default: not served; "
+        "env NODEAUTHZ_METRICS_PORT)",
     )  # fmt: skip
     p.set_defaults(func=cmd_sync)
 
@@ -39,6 +42,8 @@ def register(subparsers: Any) -> None:
 def cmd_sync(args: argparse.Namespace) -> int:
     url = database_url(args)
     options = writer_options(args, url)
+    if args.metrics_port is not None and not 0 < args.metrics_port < 65536:  # before any database work
+        raise UsageError(f"--metrics-port {args.metrics_port} is out of range")
     if args.migrate:
         upgrade(url)
     require_schema(url)
@@ -63,8 +68,6 @@ def serve_metrics(port: int) -> None:
     """``/metrics`` of this process on ``port`` (all interfaces), from a daemon thread."""
     from prometheus_client import start_http_server
 
-    if not 0 < port < 65536:
-        raise UsageError(f"--metrics-port {port} is out of range")
     try:
         start_http_server(port, registry=exposition_registry())
     except OSError as exc:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import shlex
 from importlib import resources
 from typing import Any
@@ -20,11 +21,12 @@ from app.graph.readers import open_reader
 from app.graph.store import GraphStore
 from app.ha.lease_record import unique_holder
 from app.ha.one_shot_writer import LeaseHeld, hold_lease
+from app.ha.readiness import CORE_RESOURCES
 from app.k8s.attributes import NODE_USER_PREFIX, NODES_GROUP, FieldRequirement, RequestAttributes
 from app.sync.files import apply_loaded, load_file
 from app.web.authorize import FAILURE_PREFIX, decide_with_graph
 from app.web.server import run_server
-from app.web.settings import Settings
+from app.web.settings import Settings, parse_list
 
 SELECTOR_VERBS = ("list", "watch", "deletecollection")
 SAMPLE_CLUSTER = "sample-cluster.json"
@@ -36,6 +38,12 @@ def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve the authorization webhook (POST /authorize)")
     add_serving_flags(serve)
     add_authorizer_flags(serve)
+    serve.add_argument(
+        "--require-synced", metavar="RESOURCES", default=None,
+        help="/readyz stays 503 until a live writer (`nodeauthz run` or `sync` on this database) has "
+        f"completed an initial list of each (default {','.join(CORE_RESOURCES)}; `none`: database and "
+        "schema only; env NODEAUTHZ_REQUIRE_SYNCED)",
+    )  # fmt: skip
     serve.set_defaults(func=_serve)
 
     check = subparsers.add_parser(
@@ -71,8 +79,21 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    run_server(settings_from_args(args))
+    run_server(settings_from_args(args, require_synced=serve_requires_synced(args)))
     return 0
+
+
+def serve_requires_synced(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """What ``serve``'s /readyz waits for: a webhook that has never seen the cluster takes no traffic.
+
+    The flag, else ``NODEAUTHZ_REQUIRE_SYNCED`` (None: ``Settings.from_env`` reads it), else the core
+    resources, whose marks only a writer's completed list (or later watch) writes.
+    """
+    if args.require_synced is not None:
+        return parse_list(args.require_synced)
+    if os.environ.get(Settings.env_name("require_synced")):
+        return None
+    return CORE_RESOURCES
 
 
 # -- check ------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ once). The rows must be the current writer's (same holder and epoch) or, for
 ``max_writer_silence`` after a new writer was elected, its predecessor's: the
 graph it left stands while the new writer re-lists.
 
-A replica that syncs nothing itself and requires no resources (``nodeauthz
-serve``) is ready once the database answers and the schema is current.
+``nodeauthz serve`` requires the core resources too (a webhook that has never
+seen the cluster must not take traffic); one told to require none
+(``--require-synced none``) is ready once the database answers and the schema
+is current.
 
 Cheap enough for kubelet probes: three primary-key lookups plus the alembic
 version read. It never raises: an error becomes a not-ready report.
@@ -127,11 +129,15 @@ def _sync_problem(
     )
     rows = {r.resource: r for r in conn.execute(stmt)}
     problems: list[str] = []
+    if never := [r for r in wanted if r not in rows]:
+        # Only a writer's completed list (or a watch after it) writes a mark; `load` writes none.
+        problems.append(
+            f"never synced: no writer has completed an initial list of {', '.join(never)} in this "
+            "database (run `nodeauthz run` or `nodeauthz sync` against it)"
+        )
     for resource in wanted:
         row = rows.get(resource)
-        if row is None:
-            problems.append(f"no row for {resource}")
-        elif lease is not None and (row.writer, row.epoch) != (lease.holder, lease.epoch):
+        if row is not None and lease is not None and (row.writer, row.epoch) != (lease.holder, lease.epoch):
             # A new writer's predecessor's rows stand while it re-lists, for max_silence.
             in_office = (lease.observed_at - lease.acquired_at).total_seconds()
             if in_office > max_silence:

@@ -161,7 +161,7 @@ def create_app(
 def subject_access_reviewer(settings: Settings) -> SubjectAccessReviewer:
     """NodeRestriction's authorizer; a kubeconfig that cannot be used makes every question refuse, saying so."""
     try:
-        target, why_none = load_target(settings.kubeconfig, settings.kube_context)
+        target, why_none = load_target(settings.kubeconfig, settings.context)
         reviewer = SubjectAccessReviewer(target, settings.check_timeout, why_none)
     except KubeconfigError as exc:  # the commands check it first; a worker process says it and refuses
         target, why_none = None, str(exc)

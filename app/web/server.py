@@ -8,7 +8,9 @@ import ssl
 from typing import Any
 
 from app.telemetry.prometheus import prepare_multiprocess_dir
+from app.web.connections import GuardedHttpToolsProtocol
 from app.web.settings import Settings
+from app.web.tls import reloading_ssl_context
 
 APP_FACTORY = "app.web.app:create_app_from_env"
 HEALTH_APP_FACTORY = "app.web.app:create_health_app_from_env"
@@ -30,13 +32,20 @@ def run_server(settings: Settings) -> None:
         "port": settings.port,
         "factory": True,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": GuardedHttpToolsProtocol,  # httptools, closing clients that never finish a request
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "limit_concurrency": settings.limit_concurrency,
         "access_log": False,  # one line per request costs more than the check itself
         "log_level": settings.log_level.lower(),
         "log_config": None,
     }
     if settings.tls:
-        options.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
+        # The files, reloaded when they change (app.web.tls), in every worker process.
+        options.update(
+            ssl_certfile=settings.tls_cert,
+            ssl_keyfile=settings.tls_key,
+            ssl_context_factory=reloading_ssl_context,
+        )
         if settings.tls_client_ca:
             options.update(ssl_ca_certs=settings.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
     if not settings.health_port:
@@ -45,7 +54,7 @@ def run_server(settings: Settings) -> None:
     import uvloop
 
     main = uvicorn.Server(uvicorn.Config(APP_FACTORY, **options))
-    probe_options = {k: v for k, v in options.items() if not k.startswith("ssl_")}
+    probe_options = {k: v for k, v in options.items() if not k.startswith("ssl_")}  # plain HTTP
     probe_options["port"] = settings.health_port
     probes = uvicorn.Server(uvicorn.Config(HEALTH_APP_FACTORY, **probe_options))
 

@@ -22,7 +22,9 @@ from app.graph.database import resolve_url
 from app.graph.readers import DEFAULT_READ_TIMEOUT_S
 from app.graph.standby import DEFAULT_MAX_READ_LAG_S, check_read_url
 from app.k8s.feature_gates import DEFAULT_GATES, FeatureGates, parse_feature_gates
+from app.k8s.watched_resources import RESOURCE_NAMES
 from app.telemetry.logs import LOG_FORMATS
+from app.web.connections import DEFAULT_REQUEST_READ_TIMEOUT_S
 
 ENV_PREFIX = "NODEAUTHZ_"
 DEFAULT_POOL_SIZE = 10  # PostgreSQL reader connections per worker
@@ -39,7 +41,12 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
-def _parse_list(text: str) -> tuple[str, ...]:
+NONE = "none"  # an empty list, written out: an unset variable would mean "the default"
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    if text.strip().lower() == NONE:
+        return ()
     return tuple(item for item in (part.strip() for part in text.split(",")) if item)
 
 
@@ -47,7 +54,7 @@ def _format(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, tuple):
-        return ",".join(value)
+        return ",".join(value) or NONE
     return str(value)  # FeatureGates: the --feature-gates text
 
 
@@ -75,13 +82,22 @@ class Settings:
     # After a writer handover, how long replicas trust the previous writer's sync marks while the new
     # writer opens its watches (it re-marks each resource as soon as its watch is established).
     max_writer_silence: float = 30.0
-    # Resources whose sync state /readyz requires (``nodeauthz run``); empty: schema and database only.
+    # Resources whose sync state /readyz requires (``run``: those it syncs; ``serve``: the core
+    # resources, ``--require-synced``); empty: schema and database only.
     require_synced: tuple[str, ...] = ()
     log_format: str = "text"  # or json (app.telemetry.logs)
     # The API server NodeRestriction asks with SubjectAccessReviews (app.web.access_reviews): a
     # kubeconfig and its context; unset: $KUBECONFIG, the pod's service account, ~/.kube/config.
     kubeconfig: str | None = None
-    kube_context: str | None = None
+    context: str | None = None
+    # Slow and idle clients (app.web.connections): a whole request must arrive within this many
+    # seconds of the connection opening (or of its first byte); an idle keep-alive connection is
+    # closed after keep_alive_timeout (longer than Go's 90 s idle timeout in the API server's
+    # client, so the client closes first and never races a request onto a closing connection);
+    # beyond limit_concurrency connections or requests per worker, requests are answered 503 at once.
+    request_read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT_S
+    keep_alive_timeout: float = 120.0
+    limit_concurrency: int = 1000
     # Prometheus metrics of each decision (``/metrics`` is served either way).
     metrics: bool = True
     # The denial report: no-opinions for nodes, buffered in memory and added to the ``denials`` table.
@@ -101,29 +117,39 @@ class Settings:
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
         if self.pool_size < 1:
-            raise ValueError("pool size must be at least 1")
+            raise ValueError("--pool-size must be at least 1")
         if not 0 < self.port < 65536:
-            raise ValueError(f"port {self.port} is out of range")
+            raise ValueError(f"--port {self.port} is out of range")
         if self.health_port is not None and not (
             0 < self.health_port < 65536 and self.health_port != self.port
         ):
-            raise ValueError(f"health port {self.health_port} must be a free port other than {self.port}")
+            raise ValueError(f"--health-port {self.health_port} must be a free port other than {self.port}")
         if not 0 < self.check_timeout <= 10:
-            raise ValueError("check timeout must be between 0 and 10 seconds")
+            raise ValueError("--check-timeout must be between 0 and 10 seconds")
         if self.max_writer_silence <= 0:
-            raise ValueError("max writer silence must be positive")
+            raise ValueError("--max-writer-silence must be positive")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
         if self.health_port is not None and self.workers != 1:
             raise ValueError("--health-port needs --workers 1")
+        if not 0 < self.request_read_timeout <= 300 or self.keep_alive_timeout <= 0:
+            raise ValueError("--request-read-timeout must be in (0, 300] and --keep-alive-timeout positive")
+        if self.limit_concurrency < 1:
+            raise ValueError("--limit-concurrency must be at least 1")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if self.read_database_url is not None:
             check_read_url(self.database_url, self.read_database_url)
         if not 0 < self.max_read_lag <= 3600:
             raise ValueError("max read lag must be between 0 and 3600 seconds")
-        if self.denial_buffer_size < 1 or self.denial_flush_interval <= 0 or self.denial_retention_hours <= 0:
-            raise ValueError("the denial buffer size, flush interval and retention must be positive")
+        if unknown := [r for r in self.require_synced if r not in RESOURCE_NAMES]:
+            raise ValueError(
+                f"--require-synced / NODEAUTHZ_REQUIRE_SYNCED: unknown resource {', '.join(unknown)}; expected {NONE} or some of "
+                f"{','.join(RESOURCE_NAMES)}"
+            )
+        for name in ("denial_buffer_size", "denial_flush_interval", "denial_retention_hours"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{self.env_name(name)} must be positive")
 
     @property
     def tls(self) -> bool:
@@ -179,7 +205,7 @@ def _parser(annotation: Any) -> Callable[[str], object]:
     if annotation is FeatureGates:
         return parse_feature_gates
     if typing.get_origin(annotation) is tuple:
-        return _parse_list
+        return parse_list
     return str
 
 

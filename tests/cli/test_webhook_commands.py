@@ -341,6 +341,8 @@ def test_health_port_serves_probes_without_client_certificates(database_url: str
             str(pem["ca.crt"]),
             "--health-port",
             str(health),
+            "--require-synced",
+            "none",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -25,6 +25,10 @@ from tests.writers import fenced
 RESOURCES = ("pods", "nodes")
 DURATION = 10.0
 SILENCE = 30.0
+NEVER = (
+    "never synced: no writer has completed an initial list of {} in this database "
+    "(run `nodeauthz run` or `nodeauthz sync` against it)"
+)
 
 
 @pytest.fixture
@@ -67,7 +71,7 @@ def test_reader_is_not_ready_before_any_writer_existed(reader: Engine) -> None:
     report = check(reader, None)
     assert not report.ready
     assert "no writer lease row 'graph-writer'" in report.checks["writer_lease"]
-    assert report.checks["sync_state"] == "no row for pods; no row for nodes"
+    assert report.checks["sync_state"] == NEVER.format("pods, nodes")
 
 
 def test_restarted_reader_is_ready_at_once_when_the_live_writer_has_synced(
@@ -91,7 +95,7 @@ def test_a_resource_without_a_sync_row_is_named(engine: Engine, reader: Engine, 
     writer_synced(engine, clock, "a", resources=("pods",))
     report = check(reader, clock)
     assert not report.ready
-    assert report.checks["sync_state"] == "no row for nodes"
+    assert report.checks["sync_state"] == NEVER.format("nodes")
     assert report.checks["writer_lease"] == "ok"
 
 
@@ -221,7 +225,7 @@ def test_async_variant_gives_the_same_answer(engine: Engine, reader: Engine, clo
 
     report = asyncio.run(probe())
     assert report == check(reader, clock)
-    assert report.checks["sync_state"] == "no row for nodes"
+    assert report.checks["sync_state"] == NEVER.format("nodes")
 
 
 def test_probe_is_a_handful_of_statements(engine: Engine, reader: Engine, clock: FakeClock) -> None:

@@ -46,6 +46,8 @@ def server(database_url: str, store: GraphStore, tmp_path: Path) -> Iterator[tup
         "2",
         "--port",
         str(port),
+        "--require-synced",
+        "none",  # the sample is loaded, not synced by a writer
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "app", *args], env=env, stderr=out, stdout=out)

@@ -35,6 +35,19 @@ OBJECT_COLUMNS = "kind, namespace, name, uid, resource_version, node_name, finge
 
 Clock = Callable[[], float]  # POSIX seconds, like time.time
 
+# How long a migrator waits for another one's migration before it gives up with MigrationLockTimeout.
+MIGRATION_LOCK_TIMEOUT_S = 120
+
+
+class MigrationLockTimeout(RuntimeError):
+    """Another migrator held the migration lock for longer than MIGRATION_LOCK_TIMEOUT_S."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"another migrator has held the migration lock ({where}) for over {MIGRATION_LOCK_TIMEOUT_S}s; "
+            "is a migration stuck?"
+        )
+
 
 def host_clock_now(
     clock: Clock | None, duration: float

@@ -39,10 +39,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.graph.dialects.base import (
+    MIGRATION_LOCK_TIMEOUT_S,
     OBJECT_COLUMNS,
     Clock,
     DialectImpl,
     EdgeRow,
+    MigrationLockTimeout,
     ObjectRow,
     ObjectUpdateRow,
     VersionRow,
@@ -54,7 +56,6 @@ from app.graph.schema import writer_lease
 from app.k8s.kinds import VertexKey
 
 MIGRATION_LOCK_KEY = 0x6E6F6465617574  # "nodeaut": the advisory lock id for migrations
-MIGRATION_LOCK_TIMEOUT_S = 120
 READER_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 5  # libpq's connect_timeout (whole seconds)
 READ_STATEMENT_TIMEOUT_MS = 2_000
@@ -191,10 +192,7 @@ class PostgresqlImpl(DialectImpl):
         try:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         except Exception as exc:
-            raise RuntimeError(
-                f"another replica has held the migration lock for over {MIGRATION_LOCK_TIMEOUT_S}s; "
-                "is a migration stuck?"
-            ) from exc
+            raise MigrationLockTimeout("a PostgreSQL advisory lock") from exc
         conn.execute(text("SET lock_timeout = 0"))
         conn.commit()
         try:

@@ -39,10 +39,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.graph.dialects.base import (
     CHUNK,
+    MIGRATION_LOCK_TIMEOUT_S,
     OBJECT_COLUMNS,
     Clock,
     DialectImpl,
     EdgeRow,
+    MigrationLockTimeout,
     ObjectRow,
     ObjectUpdateRow,
     VersionRow,
@@ -55,7 +57,8 @@ from app.k8s.kinds import VertexKey
 
 IDENTITY_CHECK_S = 1.0  # how often the request path looks whether its database file was replaced
 BUSY_TIMEOUT_MS = 10_000  # writers queue for the write lock
-READ_BUSY_TIMEOUT_MS = 2_000  # reads (lookups, probes) give up sooner: their callers have deadlines
+READ_BUSY_TIMEOUT_MS = 2_000
+MIGRATION_LOCK_POLL_S = 0.1  # reads (lookups, probes) give up sooner: their callers have deadlines
 
 
 def sqlite_path(url: str) -> str:
@@ -220,6 +223,34 @@ class SqliteReader:
             conn.close()
 
 
+@contextlib.contextmanager
+def migration_file_lock(database: str) -> Iterator[None]:
+    """One migrator at a time on a file: an exclusive ``flock`` on ``<database>-migrate.lock``.
+
+    Without it, migrators queue on SQLite's write lock, for at most the busy timeout every writer
+    shares (10 s): a longer migration made the others fail with "database is locked". A lock file
+    rather than ``BEGIN IMMEDIATE`` held across the run: waiting is bounded by its own limit, it spans
+    alembic's whole run (version read, every step, the schema window) however alembic groups its
+    transactions, a waiter holds no database lock (readers and the writer carry on), and the kernel
+    drops it when its holder dies (SIGKILL). The waiter then reads the version alembic left: head.
+    """
+    where = f"{database}-migrate.lock"
+    fd = os.open(where, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + MIGRATION_LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise MigrationLockTimeout(where) from None
+                time.sleep(MIGRATION_LOCK_POLL_S)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class SqliteImpl(DialectImpl):
     name: ClassVar[str] = "sqlite"
 
@@ -265,7 +296,7 @@ class SqliteImpl(DialectImpl):
         return engine
 
     def migration_lock(self, conn: Connection) -> AbstractContextManager[None]:
-        return contextlib.nullcontext()
+        return migration_file_lock(sqlite_path(conn.engine.url.render_as_string(hide_password=False)))
 
     def clock_now(
         self, clock: Clock | None, duration: float
