@@ -140,7 +140,8 @@ def _assert_closure_current(store: GraphStore) -> None:
 
 async def _run_steps(database_url: str, store: GraphStore, steps: list[tuple[str, dict[str, Any]]]) -> None:
     ref = ReferenceGraph()
-    reader = await open_reader(database_url, pool_size=1)
+    # A generous deadline: this tests answers, and a loaded machine can take a second to connect.
+    reader = await open_reader(database_url, pool_size=1, timeout=30)
     try:
         for action, raw in steps:
             obj = derive(raw)

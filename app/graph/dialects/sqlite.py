@@ -128,6 +128,9 @@ def _wal_read_locks_free(fd: int) -> bool:
     return bool(struct.unpack(_FLOCK, found)[0] == fcntl.F_UNLCK)
 
 
+_MUST_WAIT = object()  # an inline read was not possible: read on a thread, within the deadline
+
+
 class SqliteReader:
     """Reads inline on the event loop when nothing can make them wait; on a worker thread otherwise.
 
@@ -194,7 +197,8 @@ class SqliteReader:
     def _read(self, sql: str, args: tuple[object, ...]) -> Any:
         return self._connection(inline=False).execute(sql, args).fetchone()
 
-    async def _query(self, sql: str, args: tuple[object, ...]) -> Any:
+    def _inline(self, sql: str, args: tuple[object, ...]) -> Any:
+        """The row, read on this thread if nothing can make the read wait; ``_MUST_WAIT`` otherwise."""
         if self._shm_generation != self._generation or self._shm is None:
             self._shm, self._shm_generation = _shm_fd(self._path, fresh=True), self._generation
         if self._shm is not None and _wal_read_locks_free(self._shm):
@@ -203,11 +207,29 @@ class SqliteReader:
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
-        return await asyncio.to_thread(self._read, sql, args)
+        return _MUST_WAIT
+
+    async def _query(self, sql: str, args: tuple[object, ...]) -> Any:
+        row = self._inline(sql, args)
+        if row is _MUST_WAIT:
+            row = await asyncio.to_thread(self._read, sql, args)
+        return row
+
+    def _args(self, node: str, kind: str, namespace: str, name: str) -> tuple[object, ...]:
+        params = reach_params(node, kind, namespace, name)
+        return tuple(params[k] for k in self._order)
+
+    def reach_now(self, node: str, kind: str, namespace: str, name: str) -> Reach | None:
+        """The check, answered inline if nothing can make it wait; None: await ``reach`` instead.
+
+        The request path tries this first: a read that cannot wait needs no deadline timer and no
+        trip through the event loop (``app.web.authorize.decide_with_graph``).
+        """
+        row = self._inline(self._sql, self._args(node, kind, namespace, name))
+        return None if row is _MUST_WAIT else Reach.from_code(row[0])
 
     async def reach(self, node: str, kind: str, namespace: str, name: str) -> Reach:
-        params = reach_params(node, kind, namespace, name)
-        row = await self._query(self._sql, tuple(params[k] for k in self._order))
+        row = await self._query(self._sql, self._args(node, kind, namespace, name))
         return Reach.from_code(row[0])
 
     async def ping(self) -> None:
