@@ -98,7 +98,7 @@ steps = st.lists(
     # PVs and pods weigh double: PV secrets' closure changes with PV, claim binding and pod alike.
     st.tuples(st.sampled_from(("apply", "apply", "delete")), st.one_of(pods, pvs, pods, pvs, vas, slices)),
     min_size=1,
-    max_size=16,
+    max_size=12,
 )
 
 TARGETS = [
@@ -171,7 +171,7 @@ async def _run_steps(database_url: str, store: GraphStore, steps: list[tuple[str
 
 # print_blob: a failure also prints the @reproduce_failure line that replays it exactly.
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
