@@ -123,9 +123,9 @@ async def _postgres_reach_plans(database_url: str, params: dict[str, object]) ->
 def _reader_reach_plans(database_url: str, engine: Engine, params: dict[str, object]) -> list[str]:
     """Plans of the check as the webhook's reader sends it: the raw driver, its placeholders, its values."""
     if engine.dialect.name == "sqlite":
-        sql, order = render(REACH_SQL, "qmark")  # as SqliteReader renders it
+        # As SqliteReader sends it: REACH_SQL's named parameters, bound from a mapping.
         with closing(sqlite3.connect(sqlite_path(database_url))) as conn:
-            rows = conn.execute("EXPLAIN QUERY PLAN " + sql, tuple(params[k] for k in order)).fetchall()
+            rows = conn.execute("EXPLAIN QUERY PLAN " + REACH_SQL, params).fetchall()
         return ["\n".join(str(r[-1]) for r in rows)]
     return asyncio.run(_postgres_reach_plans(database_url, params))
 

@@ -25,7 +25,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +49,7 @@ from app.graph.dialects.base import (
     host_clock_now,
 )
 from app.graph.dialects.liveness import FileLiveness
-from app.graph.reach import REACH_SQL, Reach, reach_params, render
+from app.graph.reach import REACH_SQL, Reach, reach_params
 from app.graph.schema import writer_lease
 from app.k8s.kinds import VertexKey
 
@@ -152,7 +152,8 @@ class SqliteReader:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._sql, self._order = render(REACH_SQL, "qmark")
+        # sqlite3 binds REACH_SQL's ``:name`` parameters from a mapping as they are: no rendering.
+        self._sql = REACH_SQL
         # Which file the connections read, re-checked at most every IDENTITY_CHECK_S: a connection
         # keeps reading a deleted or replaced file's old contents forever.
         self._generation = 0
@@ -194,10 +195,10 @@ class SqliteReader:
                 self._opened.append(conn)
         return conn
 
-    def _read(self, sql: str, args: tuple[object, ...]) -> Any:
+    def _read(self, sql: str, args: Mapping[str, object] | tuple[object, ...]) -> Any:
         return self._connection(inline=False).execute(sql, args).fetchone()
 
-    def _inline(self, sql: str, args: tuple[object, ...]) -> Any:
+    def _inline(self, sql: str, args: Mapping[str, object] | tuple[object, ...]) -> Any:
         """The row, read on this thread if nothing can make the read wait; ``_MUST_WAIT`` otherwise."""
         if self._shm_generation != self._generation or self._shm is None:
             self._shm, self._shm_generation = _shm_fd(self._path, fresh=True), self._generation
@@ -209,15 +210,11 @@ class SqliteReader:
                     raise
         return _MUST_WAIT
 
-    async def _query(self, sql: str, args: tuple[object, ...]) -> Any:
+    async def _query(self, sql: str, args: Mapping[str, object] | tuple[object, ...]) -> Any:
         row = self._inline(sql, args)
         if row is _MUST_WAIT:
             row = await asyncio.to_thread(self._read, sql, args)
         return row
-
-    def _args(self, node: str, kind: str, namespace: str, name: str) -> tuple[object, ...]:
-        params = reach_params(node, kind, namespace, name)
-        return tuple(params[k] for k in self._order)
 
     def reach_now(self, node: str, kind: str, namespace: str, name: str) -> Reach | None:
         """The check, answered inline if nothing can make it wait; None: await ``reach`` instead.
@@ -225,11 +222,11 @@ class SqliteReader:
         The request path tries this first: a read that cannot wait needs no deadline timer and no
         trip through the event loop (``app.web.authorize.decide_with_graph``).
         """
-        row = self._inline(self._sql, self._args(node, kind, namespace, name))
+        row = self._inline(self._sql, reach_params(node, kind, namespace, name))
         return None if row is _MUST_WAIT else Reach.from_code(row[0])
 
     async def reach(self, node: str, kind: str, namespace: str, name: str) -> Reach:
-        row = await self._query(self._sql, self._args(node, kind, namespace, name))
+        row = await self._query(self._sql, reach_params(node, kind, namespace, name))
         return Reach.from_code(row[0])
 
     async def ping(self) -> None:
