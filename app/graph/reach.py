@@ -56,24 +56,26 @@ _WALK = f"""(
 # correlated, so SQLite evaluates it only when reached (uncorrelated ones run up front).
 _KEPT = """l.name = s.lease AND l.holder = s.holder AND l.epoch = s.epoch AND v.id IS NOT NULL"""
 
-# The check: one lookup of the object, then probes keyed by its id. Direct edges first (a pod's own
-# secret); then the closure (a PV's secret: what its walk reaches, stored at write time); objects
-# without plain out-edges end there; the recursive walk runs only while the closure is not kept
-# (during a rollout with an old writer, or before a new writer's first write).
+# The check: one lookup of the object and of the node, then probes keyed by their ids. Direct edges
+# first (a pod's own secret); then the closure (a PV's secret: what its walk reaches, stored at write
+# time); objects without plain out-edges end there; the recursive walk runs only while the closure
+# is not kept (during a rollout with an old writer, or before a new writer's first write). An
+# unknown node leaves ``n.id`` NULL, which no probe matches.
 REACH_SQL = f"""
 SELECT COALESCE((
   SELECT CASE
-    WHEN EXISTS (SELECT 1 FROM edges e WHERE e.from_id = v.id AND e.node_id = {_NODE_ID}) THEN 2
+    WHEN EXISTS (SELECT 1 FROM edges e WHERE e.from_id = v.id AND e.node_id = n.id) THEN 2
     WHEN EXISTS (
       SELECT 1 FROM reach_closure c, reach_closure_state s, writer_lease l
-       WHERE c.source_id = v.id AND c.node_id = {_NODE_ID} AND {_KEPT}
+       WHERE c.source_id = v.id AND c.node_id = n.id AND {_KEPT}
     ) THEN 2
     WHEN NOT EXISTS (SELECT 1 FROM edges e WHERE e.from_id = v.id AND e.node_id IS NULL) THEN 0
     WHEN EXISTS (SELECT 1 FROM reach_closure_state s, writer_lease l WHERE {_KEPT}) THEN CASE
       WHEN EXISTS (SELECT 1 FROM reach_closure c WHERE c.source_id = v.id AND c.node_id = 0) THEN 1
       ELSE 0 END
     ELSE {_WALK} END
-  FROM vertices v WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
+  FROM vertices v LEFT JOIN vertices n ON n.kind = 'node' AND n.namespace = '' AND n.name = :node
+  WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
 ), 0) AS reach
 """  # noqa: S608 - built from this module's constants
 
