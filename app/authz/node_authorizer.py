@@ -22,6 +22,7 @@ defaults of the newest Kubernetes release):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -296,6 +297,7 @@ def decide(attrs: RequestAttributes, gates: FeatureGates = DEFAULT_GATES) -> Dec
     return NO_OPINION
 
 
+@functools.lru_cache(maxsize=16)  # a process has one or two FeatureGates; each review asks
 def _gates(gates: FeatureGates) -> _Gates:
     return _Gates(
         gates.enabled(fg.AUTHORIZE_NODE_WITH_SELECTORS),

@@ -5,8 +5,10 @@ The check is one statement. Every edge into a pod or node carries that node
 ``edges(from_id, node_id, ...)``, whatever X's fan-out: a configmap mounted by
 every pod of a namespace costs the same as a secret used by one pod (the naive
 walk over all its pods was 500x slower in the field notes). Only objects with
-plain out-edges (a secret used by PVs: secret -> pv -> pvc) need the indexed
-recursive CTE, which walks plain edges and probes for N at each vertex.
+plain out-edges (a secret used by PVs: secret -> pv -> pvc) need more: the
+writer stores what their walk reaches (``reach_closure``, ``app.graph.closure``),
+so while that closure is kept they cost one more probe; otherwise the indexed
+recursive CTE walks plain edges and probes for N at each vertex.
 ``UNION`` ends the walk on cycles; the depth bound is reported when hit, never
 turned into a silent deny. Result codes: 2 found, 1 depth bound hit, 0 none.
 
@@ -25,18 +27,10 @@ from sqlalchemy import Connection, text
 # Longest plain-edge chain upstream builds is secret -> pv -> pvc (2 hops); allow slack.
 MAX_DEPTH = 8
 
-REACH_SQL = """
-SELECT CASE
-  WHEN EXISTS (
-    SELECT 1 FROM vertices v JOIN edges e ON e.from_id = v.id
-     WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
-       AND e.node_id = (SELECT n.id FROM vertices n WHERE n.kind = 'node' AND n.namespace = '' AND n.name = :node)
-  ) THEN 2
-  WHEN NOT EXISTS (
-    SELECT 1 FROM vertices v JOIN edges e ON e.from_id = v.id AND e.node_id IS NULL
-     WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
-  ) THEN 0
-  ELSE (
+_NODE_ID = "(SELECT n.id FROM vertices n WHERE n.kind = 'node' AND n.namespace = '' AND n.name = :node)"
+
+# The general case: walk plain edges, probing for the node at each vertex.
+_WALK = f"""(
     WITH RECURSIVE walk(id, depth) AS (
         SELECT v.id, 0 FROM vertices v
          WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
@@ -49,14 +43,56 @@ SELECT CASE
       WHEN EXISTS (
         SELECT 1 FROM edges e
          WHERE e.from_id = w.id
-           AND e.node_id = (SELECT n.id FROM vertices n WHERE n.kind = 'node' AND n.namespace = '' AND n.name = :node)
+           AND e.node_id = {_NODE_ID}
       ) THEN 2
       WHEN w.depth = :max_depth AND EXISTS (
         SELECT 1 FROM edges e WHERE e.from_id = w.id AND e.node_id IS NULL
       ) THEN 1
       ELSE 0 END), 0) FROM walk w
-  ) END AS reach
-"""
+  )"""  # noqa: S608 - built from this module's constants; every value is a bound parameter
+
+# The closure (app.graph.closure) counts only while the writer term that keeps it holds the lease:
+# code that does not maintain it writes under another epoch. ``v.id`` in it makes the subquery
+# correlated, so SQLite evaluates it only when reached (uncorrelated ones run up front).
+_KEPT = """l.name = s.lease AND l.holder = s.holder AND l.epoch = s.epoch AND v.id IS NOT NULL"""
+
+# The check: one lookup of the object and of the node, then probes keyed by their ids. Direct edges
+# first (a pod's own secret); then the closure (a PV's secret: what its walk reaches, stored at write
+# time); objects without plain out-edges end there; the recursive walk runs only while the closure
+# is not kept (during a rollout with an old writer, or before a new writer's first write). An
+# unknown node leaves ``n.id`` NULL, which no probe matches.
+REACH_SQL = f"""
+SELECT COALESCE((
+  SELECT CASE
+    WHEN EXISTS (SELECT 1 FROM edges e WHERE e.from_id = v.id AND e.node_id = n.id) THEN 2
+    WHEN EXISTS (
+      SELECT 1 FROM reach_closure c, reach_closure_state s, writer_lease l
+       WHERE c.source_id = v.id AND c.node_id = n.id AND {_KEPT}
+    ) THEN 2
+    WHEN NOT EXISTS (SELECT 1 FROM edges e WHERE e.from_id = v.id AND e.node_id IS NULL) THEN 0
+    WHEN EXISTS (SELECT 1 FROM reach_closure_state s, writer_lease l WHERE {_KEPT}) THEN CASE
+      WHEN EXISTS (SELECT 1 FROM reach_closure c WHERE c.source_id = v.id AND c.node_id = 0) THEN 1
+      ELSE 0 END
+    ELSE {_WALK} END
+  FROM vertices v LEFT JOIN vertices n ON n.kind = 'node' AND n.namespace = '' AND n.name = :node
+  WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
+), 0) AS reach
+"""  # noqa: S608 - built from this module's constants
+
+# The same check without the closure: the pure recursive walk (the differential test's yardstick).
+WALK_SQL = f"""
+SELECT CASE
+  WHEN EXISTS (
+    SELECT 1 FROM vertices v JOIN edges e ON e.from_id = v.id
+     WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
+       AND e.node_id = {_NODE_ID}
+  ) THEN 2
+  WHEN NOT EXISTS (
+    SELECT 1 FROM vertices v JOIN edges e ON e.from_id = v.id AND e.node_id IS NULL
+     WHERE v.kind = :kind AND v.namespace = :namespace AND v.name = :name
+  ) THEN 0
+  ELSE {_WALK} END AS reach
+"""  # noqa: S608 - built from this module's constants
 
 # The order positional drivers receive REACH_SQL's parameters in.
 REACH_PARAMS = ("kind", "namespace", "name", "max_depth", "node")
@@ -122,7 +158,9 @@ def reach_params(node: str, kind: str, namespace: str, name: str) -> dict[str, o
     return {"kind": kind, "namespace": namespace, "name": name, "max_depth": MAX_DEPTH, "node": node}
 
 
-def has_path(conn: Connection, node: str, kind: str, namespace: str, name: str) -> Reach:
+def has_path(
+    conn: Connection, node: str, kind: str, namespace: str, name: str, *, sql: str = REACH_SQL
+) -> Reach:
     """The check over a SQLAlchemy connection (CLI, tests; the webhook uses raw drivers)."""
-    code = conn.execute(text(REACH_SQL), reach_params(node, kind, namespace, name)).scalar()
+    code = conn.execute(text(sql), reach_params(node, kind, namespace, name)).scalar()
     return Reach.from_code(code)

@@ -20,6 +20,11 @@ Reading it with plain SQL:
   drivers of pod volumes, a PVC's volume, a PV's driver, a CSIDriver's token audiences), as JSON.
 - ``admission_fact_lists``: per watched resource, that a complete list has filled ``admission_facts``
   (a writer of an older version kept none: the first writer at this version re-lists once).
+- ``reach_closure``: what a walk over plain edges implies, stored at write time
+  (``app.graph.closure``): ``(source_id, node_id)`` for every node a vertex with
+  plain out-edges (a PV's secret, a PV) reaches through them; ``node_id`` 0 marks a
+  walk cut at the depth bound. ``reach_closure_state`` says which writer term
+  (lease, holder, epoch) keeps it: readers trust the rows only while that term holds the lease.
 - ``denials``: every no-opinion answered for a node, aggregated by (node, verb,
   resource, subresource, namespace, name, reason) with first/last seen and a
   count; written by every replica's webhook (``app.graph.denials``), read by
@@ -161,6 +166,26 @@ admission_fact_lists = Table(
     Column("resource", String(128), primary_key=True),
     Column("resource_version", String(64), nullable=False),
     Column("listed_at", DateTime(timezone=True), nullable=False),
+)
+
+# The write-time closure of plain-edge walks (app.graph.closure). No foreign keys: rows are
+# recomputed whenever the edges they come from change, and ids are never followed from here.
+reach_closure = Table(
+    "reach_closure",
+    metadata,
+    Column("source_id", ID, primary_key=True),
+    Column("node_id", ID, primary_key=True),
+)
+
+# One row: the writer term under which ``reach_closure`` is complete and current.
+reach_closure_state = Table(
+    "reach_closure_state",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("lease", String(64), nullable=False),
+    Column("holder", String(NAME), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("rebuilt_at", DateTime(timezone=True), nullable=False),
 )
 
 REASON = 512

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, exists, select, tuple_
 
+from app.graph.closure import ClosureKeeper
 from app.graph.derivation import DerivedObject
 from app.graph.dialects import for_engine
 from app.graph.fence import Fence, FenceSource, check_fence_locked
@@ -61,6 +62,8 @@ class GraphStore:
         self._has_unstored: bool | None = None
         # Vertex ids known to be committed; cleared on any failed transaction.
         self._vertex_ids: dict[VertexKey, int] = {}
+        # The PV-secret closure, recomputed for the edges each transaction changes (app.graph.closure).
+        self._closure = ClosureKeeper()
 
     # -- public API: each call is one transaction -------------------------------------------------
 
@@ -134,6 +137,7 @@ class GraphStore:
         """Drop cached vertex ids: call when (re)gaining the writer role, another writer may have moved on."""
         self._vertex_ids.clear()
         self._has_unstored = None
+        self._closure.forget()
 
     def owned_keys(self, kind: str) -> set[VertexKey]:
         """Every stored object of one owner kind: what a re-list reconciles against."""
@@ -266,6 +270,7 @@ class GraphStore:
                         node_id = node_ids[e.node] = ids[VertexKey(NODE, "", e.node)]
                 rows[(owner, ids[e.source], ids[e.target])] = node_id
         self._dialect.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
+        self._closure.touched(f for _, f, _ in rows)
         return len(rows)
 
     def _vertex_ids_locked(self, conn: Connection, keys: set[VertexKey]) -> dict[VertexKey, int]:
@@ -291,6 +296,7 @@ class GraphStore:
         """Delete the edges of these owners; return the vertex ids they touched (clean-up candidates)
         and how many edges went."""
         candidates: set[int] = set()
+        from_ids: set[int] = set()
         removed = 0
         for chunk in _chunks(owner_ids):
             for f, t in conn.execute(
@@ -298,9 +304,11 @@ class GraphStore:
             ):
                 candidates.add(f)
                 candidates.add(t)
+                from_ids.add(f)
             removed += conn.execute(delete(edges).where(edges.c.owner_id.in_(chunk))).rowcount
             if drop_objects:
                 conn.execute(delete(objects).where(objects.c.id.in_(chunk)))
+        self._closure.touched(from_ids)
         if not collect_only and candidates:
             self._collect_garbage_locked(conn, candidates)
         return candidates, removed
@@ -327,9 +335,10 @@ class _Transaction:
     def __init__(self, store: GraphStore) -> None:
         self.store = store
         self.conn: Connection | None = None
+        self.fence: Fence | None = None
 
     def __enter__(self) -> tuple[Connection, Fence]:
-        fence = self.store.fence()  # raises LeaseLost when this process is not the writer
+        fence = self.fence = self.store.fence()  # raises LeaseLost when this process is not the writer
         self.conn = self.store.engine.connect()
         self.conn.begin()
         try:
@@ -342,15 +351,18 @@ class _Transaction:
         return self.conn, fence
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        assert self.conn is not None
+        assert self.conn is not None and self.fence is not None
         try:
             if exc_type is None:
+                self.store._closure.refresh_locked(self.conn, self.fence)
                 self.conn.commit()
             else:
                 self.conn.rollback()
                 self.store._vertex_ids.clear()
+                self.store._closure.forget()
         except BaseException:
             self.store._vertex_ids.clear()
+            self.store._closure.forget()
             raise
         finally:
             self.conn.close()

@@ -30,10 +30,11 @@ from app.ha.standby_readiness import with_read_replica
 from app.telemetry.logs import configure_logging
 from app.web.access_reviews import KubeconfigError, SubjectAccessReviewer, load_target
 from app.web.admit import make_admit_endpoint
-from app.web.authorize import make_authorize_endpoint
+from app.web.authorize import Authorizer, make_authorize_endpoint
 from app.web.bodies import json_response
 from app.web.decision_recorder import DecisionRecorder
 from app.web.denial_buffer import DenialBuffer
+from app.web.fast_authorize import WebhookApp
 from app.web.metrics import make_metrics_endpoint, webhook_metrics
 from app.web.reader_slot import ReaderSlot
 from app.web.settings import Settings
@@ -130,9 +131,11 @@ def create_app(
             methods=["GET"],
         ),
     ]
+    authorizer = None
     if not health_only:  # the plain-HTTP probe listener must never answer a review
-        authorize = make_authorize_endpoint(
+        authorizer = Authorizer(
             slot.get,
+            open_reader_now=lambda: slot.reader,
             gates=settings.feature_gates,
             timeout=settings.check_timeout,
             metrics=recorder,
@@ -141,7 +144,7 @@ def create_app(
         admission_options = AdmissionOptions.from_gates(settings.feature_gates)
         reviewer = subject_access_reviewer(settings)
         routes += [
-            Route("/authorize", authorize, methods=["POST"]),
+            Route("/authorize", make_authorize_endpoint(authorizer), methods=["POST"]),
             Route(
                 "/admit",
                 make_admit_endpoint(
@@ -155,7 +158,8 @@ def create_app(
                 methods=["POST"],
             ),
         ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # POST /authorize skips the router and middleware (app.web.fast_authorize); the rest is Starlette's.
+    return WebhookApp(authorizer=authorizer, routes=routes, lifespan=lifespan)
 
 
 def subject_access_reviewer(settings: Settings) -> SubjectAccessReviewer:

@@ -1,0 +1,145 @@
+"""The write-time closure of plain-edge walks: which nodes a PV's secret (or a PV) leads to.
+
+A secret used by a PV reaches a node only through secret -> pv -> pvc -> pod -> node: plain edges
+(owned by the PV), then an edge into a pod on the node (owned by the pod). The check would walk
+that with the recursive CTE on every request. Instead the writer stores the walk's answer,
+``reach_closure(source_id, node_id)``: for every vertex with plain out-edges, each node its walk
+(depth 1..``MAX_DEPTH``) reaches through an edge carrying that node, and ``node_id = 0`` when the
+walk is cut at the depth bound. The check is then one probe (``app.graph.reach``).
+
+Ownership: a row depends on the PV (its secret refs and claimRef) and on the pods using the claim
+(their volumes and node). Rather than owners, the rows are recomputed from the edges: any write
+that adds or removes an edge out of vertex X recomputes the rows of every vertex whose walk can
+pass X (a reverse walk over plain edges from X, bounded like the forward one), in the same
+transaction. That covers a PV's new secret or claim, a rebind, a pod's volumes or node, deletes,
+and vertex clean-up, whether the write is one object or a bulk page: callers report the
+``from_id`` of every edge they add or remove (``ClosureKeeper.touched``) and call
+``refresh_locked`` before commit.
+
+Stale rows would be wrong allows, so readers trust them only while the writer term that keeps
+them holds the lease: ``reach_closure_state`` records (lease, holder, epoch), and the check joins
+it with ``writer_lease``. Code that predates the closure (a rollout's old writer, or anything
+writing edges some other way) writes under its own epoch, so the rows stop counting the moment it
+takes the lease; readers walk instead. A writer that finds the state naming another term rebuilds
+every row in its first transaction and records its own term there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, bindparam, delete, select, text
+
+from app.graph.fence import Fence
+from app.graph.reach import MAX_DEPTH
+from app.graph.schema import edges, reach_closure, reach_closure_state
+
+STATE_NAME = "plain-walks"  # the one row of reach_closure_state
+TRUNCATED = 0  # node_id of the row that says "this walk hit the depth bound"
+CHUNK = 500  # ids per IN (...) list
+# Above this many touched vertices one rebuild (a scan of the plain edges) beats the keyed walks.
+REBUILD_ABOVE = 20_000
+
+# The walk of REACH_SQL, from many sources at once, keeping what it reaches per source.
+_INSERT_SQL = """
+WITH RECURSIVE walk(source_id, id, depth) AS (
+    SELECT e.from_id, e.from_id, 0 FROM edges e WHERE e.node_id IS NULL {seed}
+  UNION
+    SELECT w.source_id, e.to_id, w.depth + 1 FROM walk w
+      JOIN edges e ON e.from_id = w.id AND e.node_id IS NULL
+     WHERE w.depth < :max_depth
+)
+INSERT INTO reach_closure (source_id, node_id)
+SELECT w.source_id, e.node_id FROM walk w JOIN edges e ON e.from_id = w.id
+ WHERE w.depth > 0 AND e.node_id IS NOT NULL
+UNION
+SELECT w.source_id, {truncated} FROM walk w
+ WHERE w.depth = :max_depth AND EXISTS (SELECT 1 FROM edges e WHERE e.from_id = w.id AND e.node_id IS NULL)
+"""
+
+_INSERT_FOR = text(_INSERT_SQL.format(seed="AND e.from_id IN :ids", truncated=TRUNCATED)).bindparams(
+    bindparam("ids", expanding=True)
+)
+_INSERT_ALL = text(_INSERT_SQL.format(seed="", truncated=TRUNCATED))
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+def walk_sources_locked(conn: Connection, from_ids: Iterable[int]) -> set[int]:
+    """Every vertex whose walk may pass one of ``from_ids``: themselves and their plain ancestors."""
+    found = set(from_ids)
+    frontier = sorted(found)
+    for _ in range(MAX_DEPTH):
+        if not frontier:
+            break
+        parents: set[int] = set()
+        for chunk in _chunks(frontier):
+            stmt = (
+                select(edges.c.from_id).where(edges.c.to_id.in_(chunk), edges.c.node_id.is_(None)).distinct()
+            )
+            parents.update(conn.execute(stmt).scalars())
+        frontier = sorted(parents - found)
+        found |= parents
+    return found
+
+
+def refresh_closure_locked(conn: Connection, from_ids: Iterable[int]) -> None:
+    """Recompute the rows of every walk that may pass a vertex whose out-edges changed (in a write txn)."""
+    sources = sorted(walk_sources_locked(conn, from_ids))
+    for chunk in _chunks(sources):
+        conn.execute(delete(reach_closure).where(reach_closure.c.source_id.in_(chunk)))
+        conn.execute(_INSERT_FOR, {"ids": list(chunk), "max_depth": MAX_DEPTH})
+
+
+def rebuild_closure_locked(conn: Connection, fence: Fence) -> None:
+    """Every row from scratch, and the state naming ``fence``'s term as the one keeping them."""
+    conn.execute(delete(reach_closure))
+    conn.execute(_INSERT_ALL, {"max_depth": MAX_DEPTH})
+    conn.execute(delete(reach_closure_state))
+    conn.execute(
+        reach_closure_state.insert().values(
+            name=STATE_NAME,
+            lease=fence.lease,
+            holder=fence.holder,
+            epoch=fence.epoch,
+            rebuilt_at=datetime.now(UTC),
+        )
+    )
+
+
+def kept_by_locked(conn: Connection) -> tuple[str, str, int] | None:
+    """(lease, holder, epoch) of the term the rows are current for, or None."""
+    s = reach_closure_state.c
+    row = conn.execute(select(s.lease, s.holder, s.epoch).where(s.name == STATE_NAME)).first()
+    return None if row is None else (row.lease, row.holder, row.epoch)
+
+
+class ClosureKeeper:
+    """The store's side: collects the vertices whose out-edges a transaction changed, refreshes at commit."""
+
+    def __init__(self) -> None:
+        self._touched: set[int] = set()
+        self._current: Fence | None = None  # the term whose state row this process has seen committed
+
+    def touched(self, from_ids: Iterable[int]) -> None:
+        self._touched.update(from_ids)
+
+    def forget(self) -> None:
+        """After a rollback (a rebuild may be undone) or on (re)gaining the writer role."""
+        self._touched.clear()
+        self._current = None
+
+    def refresh_locked(self, conn: Connection, fence: Fence) -> None:
+        """Bring the rows up to date with this transaction's edge writes; call last, before commit."""
+        touched, self._touched = self._touched, set()
+        if self._current != fence and kept_by_locked(conn) != (fence.lease, fence.holder, fence.epoch):
+            rebuild_closure_locked(conn, fence)  # a new term: what happened before it is unknown
+        elif len(touched) > REBUILD_ABOVE:
+            rebuild_closure_locked(conn, fence)
+        elif touched:
+            refresh_closure_locked(conn, touched)
+        self._current = fence
