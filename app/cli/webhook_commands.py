@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from app.graph.readers import open_reader
 from app.graph.store import GraphStore
 from app.ha.lease_record import unique_holder
 from app.ha.one_shot_writer import LeaseHeld, hold_lease
-from app.ha.readiness import CORE_RESOURCES
+from app.ha.readiness import CORE_RESOURCES, required_resources
 from app.k8s.attributes import NODE_USER_PREFIX, NODES_GROUP, FieldRequirement, RequestAttributes
 from app.sync.files import apply_loaded, load_file
 from app.web.authorize import FAILURE_PREFIX, decide_with_graph
@@ -41,7 +42,8 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--require-synced", metavar="RESOURCES", default=None,
         help="/readyz stays 503 until a live writer (`nodeauthz run` or `sync` on this database) has "
-        f"completed an initial list of each (default {','.join(CORE_RESOURCES)}; `none`: database and "
+        f"completed an initial list of each (default {','.join(CORE_RESOURCES)} and the resources the gates' "
+        "admission look-ups read; `none`: database and "
         "schema only; env NODEAUTHZ_REQUIRE_SYNCED)",
     )  # fmt: skip
     serve.set_defaults(func=_serve)
@@ -79,21 +81,23 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    run_server(settings_from_args(args, require_synced=serve_requires_synced(args)))
+    requires = serve_requires_synced(args)
+    settings = settings_from_args(args, **({} if requires is None else {"require_synced": requires}))
+    if requires is None and not os.environ.get(Settings.env_name("require_synced")):
+        # The default follows the gates: NodeRestriction's look-ups need their resources listed too.
+        settings = dataclasses.replace(settings, require_synced=required_resources((), settings.feature_gates))
+    run_server(settings)
     return 0
 
 
 def serve_requires_synced(args: argparse.Namespace) -> tuple[str, ...] | None:
     """What ``serve``'s /readyz waits for: a webhook that has never seen the cluster takes no traffic.
 
-    The flag, else ``NODEAUTHZ_REQUIRE_SYNCED`` (None: ``Settings.from_env`` reads it), else the core
-    resources, whose marks only a writer's completed list (or later watch) writes.
+    The flag, else None: ``NODEAUTHZ_REQUIRE_SYNCED`` (``Settings.from_env`` reads it), else the core
+    resources and those the enabled gates' look-ups read (``required_resources``), whose marks only a
+    writer's completed list (or later watch) writes.
     """
-    if args.require_synced is not None:
-        return parse_list(args.require_synced)
-    if os.environ.get(Settings.env_name("require_synced")):
-        return None
-    return CORE_RESOURCES
+    return None if args.require_synced is None else parse_list(args.require_synced)
 
 
 # -- check ------------------------------------------------------------------------------------

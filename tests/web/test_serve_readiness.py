@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from app.k8s.watched_resources import RESOURCE_NAMES
+
 from tests.builders import node, pod
 from tests.fake_apiserver import FakeApiServer
 from tests.servers import free_port, nodeauthz_script, stop, wait_listening, wait_ready
@@ -44,7 +46,7 @@ def test_serve_is_unready_until_a_writer_has_listed_the_cluster(database_url: st
         assert body["checks"]["database"] == "ok" and body["checks"]["schema"] == "ok"
         assert body["checks"]["sync_state"].startswith(
             "never synced: no writer has completed an initial list of pods, nodes, persistentvolumes, "
-            "volumeattachments in this database"
+            "volumeattachments, persistentvolumeclaims, csidrivers, serviceaccounts in this database"
         )
         with FakeApiServer() as api:
             api.create("nodes", node("n1"))
@@ -88,6 +90,5 @@ def test_an_unknown_required_resource_is_one_line_and_exit_2(tmp_path: Path) -> 
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         assert out.stderr.splitlines()[-1] == (
             "nodeauthz: error: --require-synced / NODEAUTHZ_REQUIRE_SYNCED: unknown resource secrets; "
-            "expected none or some of pods,nodes,persistentvolumes,volumeattachments,resourceslices,"
-            "podcertificaterequests"
+            f"expected none or some of {','.join(RESOURCE_NAMES)}"
         )
