@@ -82,10 +82,12 @@ def register(subparsers: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     requires = serve_requires_synced(args)
-    settings = settings_from_args(args, **({} if requires is None else {"require_synced": requires}))
+    settings = settings_from_args(args, require_synced=requires)  # None: from the environment
     if requires is None and not os.environ.get(Settings.env_name("require_synced")):
         # The default follows the gates: NodeRestriction's look-ups need their resources listed too.
-        settings = dataclasses.replace(settings, require_synced=required_resources((), settings.feature_gates))
+        settings = dataclasses.replace(
+            settings, require_synced=required_resources((), settings.feature_gates)
+        )
     run_server(settings)
     return 0
 

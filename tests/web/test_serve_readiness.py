@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 
 from app.k8s.watched_resources import RESOURCE_NAMES
-
 from tests.builders import node, pod
 from tests.fake_apiserver import FakeApiServer
 from tests.servers import free_port, nodeauthz_script, stop, wait_listening, wait_ready
