@@ -1,0 +1,72 @@
+"""The rows a batch of derived objects implies, in a compact form for the bulk path. Pure, no I/O.
+
+A page is its object rows, the distinct vertices its edges touch, and each edge
+as four small integers: the index of its owner in ``objects`` and of its source,
+target and node (-1: a plain edge) in ``vertices``. The writer resolves each
+distinct vertex to an id once per page (measured: resolving every edge's three
+keys inside the INSERT cost SQLite 3-4x the insert itself), and the form is
+cheap to build, to hold, and to pickle across a process boundary. Generic over
+what an object implies: every edge of ``DerivedObject.edges`` (and so any derived
+edge added there later) becomes one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from app.graph.derivation import DerivedObject
+from app.graph.dialects.base import ObjectRow
+from app.k8s.kinds import NODE, VertexKey
+
+Key = tuple[str, str, str]  # kind, namespace, name (a VertexKey, or a plain tuple equal to one)
+IndexedEdge = tuple[int, int, int, int]  # owner index, source index, target index, node index (-1: none)
+
+
+@dataclass(frozen=True)
+class PageRows:
+    objects: list[ObjectRow]  # kind, namespace, name, uid, resource_version, node_name, fingerprint
+    vertices: list[Key]  # plain tuples on the wire: a NamedTuple pickles and unpickles 4x slower
+    edges: list[IndexedEdge]
+    # (object index, vertex index) of the node each object with edges is bound to (GraphStore keeps
+    # that vertex too, even when no edge of the object names it).
+    anchors: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+
+def object_key(row: ObjectRow) -> VertexKey:
+    return VertexKey(row[0], row[1], row[2])
+
+
+def page_rows(items: Iterable[DerivedObject]) -> PageRows:
+    latest: dict[VertexKey, DerivedObject] = {}
+    for obj in items:
+        latest[obj.key] = obj  # the last version of an object in a batch wins, as in GraphStore.apply
+    objects: list[ObjectRow] = []
+    vertex_index: dict[Key, int] = {}
+    edges: list[IndexedEdge] = []
+    anchors: list[tuple[int, int]] = []
+
+    def index(key: Key) -> int:
+        found = vertex_index.get(key)
+        if found is None:
+            found = vertex_index[key] = len(vertex_index)
+        return found
+
+    for i, obj in enumerate(latest.values()):
+        objects.append(
+            (obj.kind, obj.namespace, obj.name, obj.uid, obj.resource_version, obj.node_name, obj.fingerprint)
+        )
+        if not obj.edges:
+            continue
+        if obj.node_name:
+            anchors.append((i, index((NODE, "", obj.node_name))))
+        # One row per (from, to) for this owner, the last node winning (the edges' primary key).
+        rows: dict[tuple[int, int], int] = {}
+        for e in obj.edges:
+            node = -1 if e.node is None else index((NODE, "", e.node))
+            rows[(index(e.source), index(e.target))] = node
+        edges.extend((i, src, dst, node) for (src, dst), node in rows.items())
+    return PageRows(objects, list(vertex_index), edges, anchors)
