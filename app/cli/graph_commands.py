@@ -24,7 +24,7 @@ from app.graph.write_results import ApplyResult
 from app.ha.lease_record import unique_holder
 from app.ha.one_shot_writer import LeaseHeld, hold_lease
 from app.k8s.kinds import CLUSTER_SCOPED, NODE, VertexKey, resolve_kind
-from app.sync.files import FileStream, LoadError
+from app.sync.files import FilePages, LoadError
 
 
 def register(subparsers: Any) -> None:
@@ -103,15 +103,15 @@ def _load_files(store: GraphStore, sources: list[str]) -> int:
         try:
             # A file streams through in bounded batches, all in one transaction: a bad item (or any
             # error) rolls the whole file back.
-            with FileStream(source) as stream, BulkLoad(store) as bulk:
-                for batch in stream.batches():
-                    result.add(bulk.apply(batch))
+            with FilePages(source) as pages, BulkLoad(store) as bulk:
+                for page in pages:
+                    result.add(bulk.apply_rows(page))
         except LoadError as exc:
             print(f"nodeauthz: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        applied = ", ".join(f"{n} {k}" for k, n in sorted(stream.kinds.items())) or "nothing"
-        skipped = ", ".join(f"{n} {k}" for k, n in sorted(stream.skipped.items()))
+        applied = ", ".join(f"{n} {k}" for k, n in sorted(pages.kinds.items())) or "nothing"
+        skipped = ", ".join(f"{n} {k}" for k, n in sorted(pages.skipped.items()))
         print(
             f"{source}: applied {applied} ({result.written} written, {result.unchanged} unchanged)"
             + (f"; skipped {skipped}" if skipped else "")

@@ -6,6 +6,10 @@ and deletes go to both; after every step, reachability must agree for every
 owner's edge set, and a depth-first walk that follows an edge carrying a node
 only when that node is the one asked about.
 
+A second property runs random re-lists (pages, then deletions by set difference) through the
+bulk path (``app.graph.bulk_load``, what list pages and ``load`` use) and through the per-object
+path, and requires the same objects, vertices and edges rows after every step.
+
 Every decision is read twice: through the webhook's own reader
 (``app.graph.readers.open_reader``: raw sqlite3 or asyncpg, the request path)
 and through ``has_path`` on SQLAlchemy (the CLI's check); both must match the
@@ -20,8 +24,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
+from app.graph.bulk_load import bulk_apply, kind_is_empty
 from app.graph.derivation import DerivedObject, derive
 from app.graph.reach import has_path
 from app.graph.readers import open_reader
@@ -154,3 +159,71 @@ def test_store_matches_reference_graph(
     _clear(store)
     # One event loop per example: the reader is opened and closed inside it.
     asyncio.run(_run_steps(database_url, store, steps))
+
+
+# -- the bulk path (list pages, `load`) against the per-object path --------------------------------
+
+# Re-lists: each is what a list returns (one version per object), written in pages, then the stored
+# objects it did not return are deleted, as the sync worker does.
+relists = st.lists(st.lists(st.one_of(pods, pvs, vas, slices), max_size=10), min_size=1, max_size=4)
+OWNER_KINDS = ("pod", "pv", "volumeattachment", "resourceslice")
+PAGE = 3
+
+
+def _graph_rows(store: GraphStore) -> tuple[set[tuple[Any, ...]], ...]:
+    """Every row of the graph by key (ids differ between the paths; what they name must not)."""
+    o, f, t, n = objects.alias("o"), vertices.alias("f"), vertices.alias("t"), vertices.alias("n")
+    with store.engine.connect() as conn:
+        object_rows = set(conn.execute(select(*(c for c in objects.c if c.name != "id"))))
+        vertex_rows = set(conn.execute(select(vertices.c.kind, vertices.c.namespace, vertices.c.name)))
+        edge_rows = set(
+            conn.execute(
+                select(o.c.kind, o.c.namespace, o.c.name, f.c.kind, f.c.namespace, f.c.name)
+                .add_columns(t.c.kind, t.c.namespace, t.c.name, n.c.name)
+                .select_from(
+                    edges.join(o, o.c.id == edges.c.owner_id)
+                    .join(f, f.c.id == edges.c.from_id)
+                    .join(t, t.c.id == edges.c.to_id)
+                    .outerjoin(n, n.c.id == edges.c.node_id)
+                )
+            )
+        )
+    return object_rows, vertex_rows, edge_rows
+
+
+def _relist(store: GraphStore, raw: list[dict[str, Any]], bulk: bool) -> None:
+    listed = {o.key: o for o in map(derive, raw)}  # a list holds one version of each object
+    items = list(listed.values())
+    empty = all(kind_is_empty(store, kind) for kind in OWNER_KINDS)
+    for start in range(0, len(items), PAGE):
+        page = items[start : start + PAGE]
+        if bulk:
+            bulk_apply(store, page, assume_new=empty)  # a first list into an empty graph looks nothing up
+        else:
+            store.apply(page)
+    stale = set().union(*(store.owned_keys(kind) for kind in OWNER_KINDS)) - set(listed)
+    store.delete(sorted(stale))
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(relists=relists)
+def test_bulk_path_writes_the_rows_the_per_object_path_writes(
+    store: GraphStore, relists: list[list[dict[str, Any]]]
+) -> None:
+    results = []
+    for bulk in (False, True):
+        _clear(store)
+        snapshots = []
+        for raw in relists:
+            _relist(store, raw, bulk)
+            snapshots.append(_graph_rows(store))
+        results.append(snapshots)
+    per_object, bulk_rows = results
+    for step, (expected, got) in enumerate(zip(per_object, bulk_rows, strict=True)):
+        for table, want, have in zip(("objects", "vertices", "edges"), expected, got, strict=True):
+            assert have == want, (step, table, want ^ have)
