@@ -146,12 +146,15 @@ async def _run_steps(database_url: str, store: GraphStore, steps: list[tuple[str
 
 
 # print_blob: a failure also prints the @reproduce_failure line that replays it exactly.
-@settings(
+SETTINGS = settings(
     max_examples=40,
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+
+
+@SETTINGS
 @given(steps=steps)
 def test_store_matches_reference_graph(
     database_url: str, store: GraphStore, steps: list[tuple[str, dict[str, Any]]]
@@ -205,12 +208,7 @@ def _relist(store: GraphStore, raw: list[dict[str, Any]], bulk: bool) -> None:
     store.delete(sorted(stale))
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@SETTINGS
 @given(relists=relists)
 def test_bulk_path_writes_the_rows_the_per_object_path_writes(
     store: GraphStore, relists: list[list[dict[str, Any]]]
