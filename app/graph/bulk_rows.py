@@ -41,20 +41,16 @@ def object_key(row: ObjectRow) -> VertexKey:
 
 
 def page_rows(items: Iterable[DerivedObject]) -> PageRows:
-    latest: dict[VertexKey, DerivedObject] = {}
+    latest: dict[Key, DerivedObject] = {}
     for obj in items:
-        latest[obj.key] = obj  # the last version of an object in a batch wins, as in GraphStore.apply
+        # The last version of an object in a batch wins, as in GraphStore.apply. (Plain attributes,
+        # not ``obj.key``: a cached_property takes a lock on every first access.)
+        latest[(obj.kind, obj.namespace, obj.name)] = obj
     objects: list[ObjectRow] = []
-    vertex_index: dict[Key, int] = {}
+    index: dict[Key, int] = {}
     edges: list[IndexedEdge] = []
     anchors: list[tuple[int, int]] = []
-
-    def index(key: Key) -> int:
-        found = vertex_index.get(key)
-        if found is None:
-            found = vertex_index[key] = len(vertex_index)
-        return found
-
+    add = index.setdefault
     for i, obj in enumerate(latest.values()):
         objects.append(
             (obj.kind, obj.namespace, obj.name, obj.uid, obj.resource_version, obj.node_name, obj.fingerprint)
@@ -62,11 +58,12 @@ def page_rows(items: Iterable[DerivedObject]) -> PageRows:
         if not obj.edges:
             continue
         if obj.node_name:
-            anchors.append((i, index((NODE, "", obj.node_name))))
+            anchors.append((i, add((NODE, "", obj.node_name), len(index))))
         # One row per (from, to) for this owner, the last node winning (the edges' primary key).
         rows: dict[tuple[int, int], int] = {}
-        for e in obj.edges:
-            node = -1 if e.node is None else index((NODE, "", e.node))
-            rows[(index(e.source), index(e.target))] = node
-        edges.extend((i, src, dst, node) for (src, dst), node in rows.items())
-    return PageRows(objects, list(vertex_index), edges, anchors)
+        for source, target, node in [(e.source, e.target, e.node) for e in obj.edges]:
+            src = add(source, len(index))
+            dst = add(target, len(index))
+            rows[(src, dst)] = -1 if node is None else add((NODE, "", node), len(index))
+        edges.extend((i, src, dst, n) for (src, dst), n in rows.items())
+    return PageRows(objects, list(index), edges, anchors)
