@@ -66,11 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.write_path", description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", required=True, help="emptied")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="large")
-    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--nodes", type=int, default=None, help="override the preset's node count")
     ap.add_argument("--page", type=int, default=500)
     args = ap.parse_args(argv)
     url = resolve_url(args.database_url)
-    shape = replace(PRESETS[args.preset], nodes=args.nodes)
+    shape = PRESETS[args.preset] if args.nodes is None else replace(PRESETS[args.preset], nodes=args.nodes)
     raw: dict[str, list[dict[str, object]]] = {r: [] for r in KINDS}
     for resource, obj in cluster(shape, 0):
         raw[resource].append(obj)
