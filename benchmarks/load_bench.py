@@ -7,7 +7,8 @@ WARNING: the given database is emptied (SQLite: the file is replaced) before eve
 Each way of loading runs in its own process on a fresh database, in turn:
 
 - ``whole``: the previous release's load (the baseline): the file parsed whole with orjson,
-  every object derived, then ``GraphStore.apply`` in one transaction;
+  every object and its NodeRestriction facts derived, then the facts (``FactWriter``) and
+  ``GraphStore.apply`` in one transaction each;
 - ``stream``: what ``nodeauthz load`` does for small files: items parsed one at a time
   (ijson), derived and written in bounded batches through the bulk path, one transaction;
 - ``stream+child``: the same with parsing and deriving in a second process (large files).
@@ -46,10 +47,19 @@ def run_mode(mode: str, url: str, path: str) -> int:
             if mode == "whole":
                 import orjson
 
+                from app.graph.admission_facts import FactWriter
                 from app.graph.derivation import derive, owner_kind
+                from app.k8s.admission_facts import derive_facts
 
                 doc = orjson.loads(Path(path).read_bytes())
-                objects = [derive(i, k) for i in doc["items"] if (k := owner_kind(i)) is not None]
+                kinds = [(i, k) for i in doc["items"] if (k := owner_kind(i)) is not None]
+                objects = [derive(i, k) for i, k in kinds]
+                facts = [
+                    (o.key, f)
+                    for o, (i, k) in zip(objects, kinds, strict=True)
+                    if (f := derive_facts(k, i)) is not None
+                ]
+                FactWriter(engine, fence=store.fence).write(facts)
                 return store.apply(objects).written
             from app.graph.bulk_load import BulkLoad
             from app.sync.files import FilePages
