@@ -27,6 +27,10 @@ $PY -m benchmarks.webhook_load --database-url "$sqlite" --database-url "$pg" --p
   --connections 1,32 --duration 0.5 --warmup 0.2 --churn 50
 # Last: sync_bench empties the databases it is given.
 $PY -m benchmarks.sync_bench --database-url "$sqlite" --database-url "$pg" --preset small --duration 3
+# Issue 14: nodeauthz load streaming vs whole-file, and the write paths against the raw insert.
+$PY -m benchmarks.load_bench --preset small
+$PY -m benchmarks.write_path --database-url "sqlite:///$work/write.db" --preset small
+$PY -m benchmarks.write_path --database-url "$pg" --preset small
 # Issue 12: metrics + denial report on versus off (in-process CPU) and a node's blast radius.
 $PY -m benchmarks.observability_cost --rounds 1 --requests 200
 $PY -m benchmarks.node_reach --database-url "sqlite:///$work/reach.db" --preset small --load --nodes 3

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections import Counter
 from typing import Any
 
 import orjson
@@ -13,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.cli.errors import CommandError, UsageError
 from app.cli.options import database_url, first_line, graph_connection, newer_schema, require_schema
+from app.graph.bulk_load import BulkLoad
 from app.graph.database import make_engine
 from app.graph.dialects.base import MigrationLockTimeout
 from app.graph.explain import find_paths, graph_stats
@@ -21,10 +21,11 @@ from app.graph.migrations import head_revision, upgrade
 from app.graph.node_reach import REACHABLE_KINDS, node_reach
 from app.graph.reach import has_path
 from app.graph.store import GraphStore
+from app.graph.write_results import ApplyResult
 from app.ha.lease_record import unique_holder
 from app.ha.one_shot_writer import LeaseHeld, hold_lease
 from app.k8s.kinds import CLUSTER_SCOPED, NODE, VertexKey, resolve_kind
-from app.sync.files import LoadError, apply_loaded, load_file
+from app.sync.files import FilePages, LoadError
 
 
 def register(subparsers: Any) -> None:
@@ -101,16 +102,19 @@ def cmd_load(args: argparse.Namespace) -> int:
 def _load_files(store: GraphStore, sources: list[str]) -> int:
     failed = 0
     for source in sources:
+        result = ApplyResult()
         try:
-            loaded = load_file(source)
+            # A file streams through in bounded batches, graph rows and NodeRestriction facts all in
+            # one transaction: a bad item (or any error) rolls the whole file back.
+            with FilePages(source) as pages, BulkLoad(store) as bulk:
+                for page in pages:
+                    result.add(bulk.apply_rows(page))
         except LoadError as exc:
             print(f"nodeauthz: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        result = apply_loaded(store, loaded)  # one graph transaction per file
-        kinds = Counter(o.kind for o in loaded.objects)
-        applied = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
-        skipped = ", ".join(f"{n} {k}" for k, n in sorted(loaded.skipped.items()))
+        applied = ", ".join(f"{n} {k}" for k, n in sorted(pages.kinds.items())) or "nothing"
+        skipped = ", ".join(f"{n} {k}" for k, n in sorted(pages.skipped.items()))
         print(
             f"{source}: applied {applied} ({result.written} written, {result.unchanged} unchanged)"
             + (f"; skipped {skipped}" if skipped else "")

@@ -1,9 +1,12 @@
 """NodeRestriction's facts about watched objects: written beside the graph, read by the admission webhook.
 
-``FactWriter`` is the writer's side: each call is one fenced transaction (the
+``FactWriter`` is the writer's side: each ``write`` is one fenced transaction (the
 same fence as ``GraphStore``), committed *before* the graph write and sync mark
 that cover the same events, so a crash in between only makes a restarted writer
-apply those events again (writes are idempotent upserts). ``FactReader`` answers
+apply those events again (writes are idempotent upserts). ``write_locked`` writes
+inside a transaction the caller holds (``nodeauthz load``: a whole file's facts
+and graph rows in the bulk path's one transaction; on SQLite a second one would
+wait on the first's write lock). ``FactReader`` answers
 ``AdmissionLookups``' questions about pods, service accounts, PVCs, PVs and
 CSIDrivers: an object counts as present when ``objects`` has it (as for pods and
 nodes today); its facts must then be stored too, else the lookup raises
@@ -28,6 +31,9 @@ from app.k8s.kinds import CSIDRIVER, POD, PV, PVC, SERVICEACCOUNT, VertexKey
 CHUNK = 500  # keys per IN (...) list
 BATCH = 2_000  # rows per executemany
 
+# (kind, namespace, name): a VertexKey, or a plain tuple equal to one (as the bulk path carries keys).
+Key = tuple[str, str, str]
+
 
 class FactsMissing(LookupError):
     """An object is stored without its facts: written by an older writer, not yet re-listed."""
@@ -41,8 +47,8 @@ class FactWriter:
 
     def write(
         self,
-        upserts: Sequence[tuple[VertexKey, bytes]] = (),
-        deletes: Sequence[VertexKey] = (),
+        upserts: Sequence[tuple[Key, bytes]] = (),
+        deletes: Sequence[Key] = (),
         *,
         listed: tuple[str, str] | None = None,
     ) -> None:
@@ -54,29 +60,29 @@ class FactWriter:
             conn.begin()
             try:
                 check_fence_locked(conn, fence)
-                self._write_locked(conn, upserts, deletes, listed)
+                self.write_locked(conn, upserts, deletes, listed=listed)
             except BaseException:
                 conn.rollback()
                 raise
             conn.commit()
 
-    def _write_locked(
+    def write_locked(
         self,
         conn: Connection,
-        upserts: Sequence[tuple[VertexKey, bytes]],
-        deletes: Sequence[VertexKey],
-        listed: tuple[str, str] | None,
+        upserts: Sequence[tuple[Key, bytes]] = (),
+        deletes: Sequence[Key] = (),
+        *,
+        listed: tuple[str, str] | None = None,
     ) -> None:
+        """As ``write``, on ``conn``, in a transaction the caller opened and fenced (and commits)."""
         # The last version in a batch wins. A key longer than the columns cannot be stored (the store
         # sets such an object aside, so no lookup finds it): skipped, never blocking the batch.
-        latest = {k: f.decode() for k, f in upserts if len(k.namespace) <= NAME and len(k.name) <= NAME}
+        latest = {k: f.decode() for k, f in upserts if len(k[1]) <= NAME and len(k[2]) <= NAME}
         for start in range(0, len(deletes), CHUNK):
             chunk = [tuple(k) for k in deletes[start : start + CHUNK]]
             cols = tuple_(admission_facts.c.kind, admission_facts.c.namespace, admission_facts.c.name)
             conn.execute(delete(admission_facts).where(cols.in_(chunk)))
-        rows = [
-            {"kind": k.kind, "namespace": k.namespace, "name": k.name, "facts": f} for k, f in latest.items()
-        ]
+        rows = [{"kind": k[0], "namespace": k[1], "name": k[2], "facts": f} for k, f in latest.items()]
         insert = self._dialect.insert(admission_facts)
         stmt = insert.on_conflict_do_update(
             index_elements=["kind", "namespace", "name"], set_={"facts": insert.excluded.facts}

@@ -123,22 +123,31 @@ class ClosureKeeper:
 
     def __init__(self) -> None:
         self._touched: set[int] = set()
+        # More than REBUILD_ABOVE touched (a bulk load's one transaction): the ids are no longer kept.
+        self._rebuild = False
         self._current: Fence | None = None  # the term whose state row this process has seen committed
 
     def touched(self, from_ids: Iterable[int]) -> None:
+        if self._rebuild:
+            return
         self._touched.update(from_ids)
+        if len(self._touched) > REBUILD_ABOVE:
+            self._rebuild = True
+            self._touched.clear()
 
     def forget(self) -> None:
         """After a rollback (a rebuild may be undone) or on (re)gaining the writer role."""
         self._touched.clear()
+        self._rebuild = False
         self._current = None
 
     def refresh_locked(self, conn: Connection, fence: Fence) -> None:
         """Bring the rows up to date with this transaction's edge writes; call last, before commit."""
         touched, self._touched = self._touched, set()
+        rebuild, self._rebuild = self._rebuild, False
         if self._current != fence and kept_by_locked(conn) != (fence.lease, fence.holder, fence.epoch):
             rebuild_closure_locked(conn, fence)  # a new term: what happened before it is unknown
-        elif len(touched) > REBUILD_ABOVE:
+        elif rebuild:
             rebuild_closure_locked(conn, fence)
         elif touched:
             refresh_closure_locked(conn, touched)

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.graph.admission_facts import FactWriter
+from app.graph.bulk_load import bulk_apply, kind_is_empty
 from app.graph.derivation import DerivedObject, InvalidObject, derive
 from app.graph.explain import graph_totals
 from app.graph.fence import LeaseLost
@@ -79,6 +80,7 @@ class SyncWorker:
         self._kinds: dict[str, str] = {}
         self._seen: dict[str, set[VertexKey]] = {}
         self._listed: set[str] = set()
+        self._fresh: dict[str, bool] = {}  # resource -> its list started with no stored objects
         self._current: set[str] = set()  # resources whose sync mark this worker has written
         self.set_aside = 0  # objects the database refused (see unstored_objects)
         self._discovered = False
@@ -196,6 +198,8 @@ class SyncWorker:
 
     def list_started(self, resource: str) -> None:
         self._seen[resource] = set()
+        # An initial list into a kind with no stored objects: the bulk path need not look any up.
+        self._fresh[resource] = kind_is_empty(self.store, self._kinds[resource])
 
     def list_page(self, resource: str, items: list[dict[str, Any]]) -> None:
         kind = self._kinds[resource]
@@ -215,9 +219,8 @@ class SyncWorker:
                 if key is not None:
                     seen.add(key)
         with self._writing():
-            self.facts.write(facts, no_facts)
-            for start in range(0, len(derived), APPLY_BATCH):
-                self._apply(resource, derived[start : start + APPLY_BATCH])
+            self.facts.write(facts, no_facts)  # before the graph rows (see events)
+            self._apply_page(resource, derived)
 
     def list_finished(self, resource: str, resource_version: str) -> None:
         kind = self._kinds[resource]
@@ -295,6 +298,16 @@ class SyncWorker:
         for kind, count in self.object_counts.items():
             self.metrics.objects.labels(kind).set(count)
         self.metrics.edges.set(self.edge_count)
+
+    def _apply_page(self, resource: str, items: list[DerivedObject]) -> None:
+        """A list page through the bulk path, one transaction; if the database refuses it, as events are."""
+        try:
+            self._count(bulk_apply(self.store, items, assume_new=self._fresh.get(resource, False)))
+            return
+        except REFUSED_DATA:
+            self._fresh[resource] = False
+        for start in range(0, len(items), APPLY_BATCH):
+            self._apply(resource, items[start : start + APPLY_BATCH])
 
     def _apply(self, resource: str, items: list[DerivedObject], *, mark: SyncMark | None = None) -> None:
         """Apply a batch; an object the database refuses is set aside so it cannot block the rest.

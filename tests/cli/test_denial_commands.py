@@ -12,21 +12,24 @@ from app.graph.store import GraphStore
 from tests.cli.test_graph_commands import nodeauthz
 from tests.web.test_authorize import load_sample
 
-NOW = datetime.now(UTC).replace(microsecond=0)
 TLS = DenialKey("node-c", "get", "secrets", "", "shop", "web-tls", "no relationship found")
 GHOST = DenialKey("node-c", "get", "secrets", "", "shop", "old-token", "no relationship found")
 OLD = DenialKey("node-a", "list", "configmaps", "", "", "", "only get")
 
 
-def seed(engine: Engine) -> None:
+def seed(engine: Engine) -> datetime:
+    """Denials seen relative to now, taken as they are written (not at import: a loaded machine can
+    reach a test minutes later, past ``--since 2m``); returns that now."""
+    now = datetime.now(UTC).replace(microsecond=0)
     record_denials(
         engine,
         {
-            TLS: Tally(7, NOW - timedelta(minutes=50), NOW - timedelta(minutes=1)),
-            GHOST: Tally(2, NOW - timedelta(minutes=20), NOW - timedelta(minutes=5)),
-            OLD: Tally(40, NOW - timedelta(days=3), NOW - timedelta(days=2)),
+            TLS: Tally(7, now - timedelta(minutes=50), now - timedelta(minutes=1)),
+            GHOST: Tally(2, now - timedelta(minutes=20), now - timedelta(minutes=5)),
+            OLD: Tally(40, now - timedelta(days=3), now - timedelta(days=2)),
         },
     )
+    return now
 
 
 def test_the_table_sorted_by_count(database_url: str, engine: Engine) -> None:
@@ -44,15 +47,15 @@ def test_the_table_sorted_by_count(database_url: str, engine: Engine) -> None:
 
 
 def test_since_node_resource_and_json(database_url: str, engine: Engine) -> None:
-    seed(engine)
+    now = seed(engine)
     out = nodeauthz(
         database_url, "denials", "--since", "1h", "--node", "node-c", "--resource", "secrets", "--json"
     )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert [(d["name"], d["count"]) for d in doc] == [("web-tls", 7), ("old-token", 2)]
-    assert doc[0]["firstSeen"] == (NOW - timedelta(minutes=50)).isoformat()
-    assert doc[0]["lastSeen"] == (NOW - timedelta(minutes=1)).isoformat()
+    assert doc[0]["firstSeen"] == (now - timedelta(minutes=50)).isoformat()
+    assert doc[0]["lastSeen"] == (now - timedelta(minutes=1)).isoformat()
     assert (
         json.loads(nodeauthz(database_url, "denials", "--since", "2m", "--json").stdout)[0]["name"]
         == "web-tls"

@@ -13,6 +13,12 @@ secret from the write-time closure (``app.graph.closure``), and through the pure
 recursive walk (``WALK_SQL``); all must match the reference. After every step the
 stored closure must also equal one rebuilt from scratch, and be the one readers
 trust (kept by the writer's current term), so the closure path is what is tested.
+
+A second property runs random re-lists (pages, then deletions by set difference) through the
+bulk path (``app.graph.bulk_load``, what list pages and ``load`` use) and through the per-object
+path, and requires the same objects, vertices and edges rows after every step; on the bulk path
+the closure must equal a rebuild after every page, and every decision read as above must match
+the reference after every re-list.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, delete, select
 
+from app.graph.bulk_load import bulk_apply, kind_is_empty
 from app.graph.closure import rebuild_closure_locked
 from app.graph.derivation import DerivedObject, derive
 from app.graph.reach import WALK_SQL, has_path
@@ -152,30 +159,38 @@ async def _run_steps(database_url: str, store: GraphStore, steps: list[tuple[str
                 store.delete([obj.key])
                 ref.delete(obj.key)
             _assert_closure_current(store)
-            with store.engine.connect() as conn:
-                for node, target in itertools.product(NODES, TARGETS):
-                    expected = ref.reach(node, target)
-                    where = (action, obj.key, node, target)
-                    got = await reader.reach(node, target.kind, target.namespace, target.name)
-                    assert not got.truncated, ("reader", *where)
-                    assert got.found == expected, ("reader", *where)
-                    got = has_path(conn, node, target.kind, target.namespace, target.name)
-                    assert not got.truncated, ("has_path", *where)
-                    assert got.found == expected, ("has_path", *where)
-                    got = has_path(conn, node, target.kind, target.namespace, target.name, sql=WALK_SQL)
-                    assert not got.truncated, ("walk", *where)
-                    assert got.found == expected, ("walk", *where)
+            await _assert_reads_match(store, reader, ref, (action, obj.key))
     finally:
         await reader.close()
 
 
+async def _assert_reads_match(store: GraphStore, reader: Any, ref: ReferenceGraph, step: Any) -> None:
+    """Every (node, object) decision, read three ways, is the reference's."""
+    with store.engine.connect() as conn:
+        for node, target in itertools.product(NODES, TARGETS):
+            expected = ref.reach(node, target)
+            where = (step, node, target)
+            got = await reader.reach(node, target.kind, target.namespace, target.name)
+            assert not got.truncated, ("reader", *where)
+            assert got.found == expected, ("reader", *where)
+            got = has_path(conn, node, target.kind, target.namespace, target.name)
+            assert not got.truncated, ("has_path", *where)
+            assert got.found == expected, ("has_path", *where)
+            got = has_path(conn, node, target.kind, target.namespace, target.name, sql=WALK_SQL)
+            assert not got.truncated, ("walk", *where)
+            assert got.found == expected, ("walk", *where)
+
+
 # print_blob: a failure also prints the @reproduce_failure line that replays it exactly.
-@settings(
+SETTINGS = settings(
     max_examples=40,
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+
+
+@SETTINGS
 @given(steps=steps)
 def test_store_matches_reference_graph(
     database_url: str, store: GraphStore, steps: list[tuple[str, dict[str, Any]]]
@@ -183,3 +198,85 @@ def test_store_matches_reference_graph(
     _clear(store)
     # One event loop per example: the reader is opened and closed inside it.
     asyncio.run(_run_steps(database_url, store, steps))
+
+
+# -- the bulk path (list pages, `load`) against the per-object path --------------------------------
+
+# Re-lists: each is what a list returns (one version per object), written in pages, then the stored
+# objects it did not return are deleted, as the sync worker does.
+relists = st.lists(st.lists(st.one_of(pods, pvs, vas, slices), max_size=10), min_size=1, max_size=4)
+OWNER_KINDS = ("pod", "pv", "volumeattachment", "resourceslice")
+PAGE = 3
+
+
+def _graph_rows(store: GraphStore) -> tuple[set[tuple[Any, ...]], ...]:
+    """Every row of the graph by key (ids differ between the paths; what they name must not)."""
+    o, f, t, n = objects.alias("o"), vertices.alias("f"), vertices.alias("t"), vertices.alias("n")
+    with store.engine.connect() as conn:
+        object_rows = set(conn.execute(select(*(c for c in objects.c if c.name != "id"))))
+        vertex_rows = set(conn.execute(select(vertices.c.kind, vertices.c.namespace, vertices.c.name)))
+        edge_rows = set(
+            conn.execute(
+                select(o.c.kind, o.c.namespace, o.c.name, f.c.kind, f.c.namespace, f.c.name)
+                .add_columns(t.c.kind, t.c.namespace, t.c.name, n.c.name)
+                .select_from(
+                    edges.join(o, o.c.id == edges.c.owner_id)
+                    .join(f, f.c.id == edges.c.from_id)
+                    .join(t, t.c.id == edges.c.to_id)
+                    .outerjoin(n, n.c.id == edges.c.node_id)
+                )
+            )
+        )
+    return object_rows, vertex_rows, edge_rows
+
+
+def _relist(store: GraphStore, raw: list[dict[str, Any]], bulk: bool, ref: ReferenceGraph) -> None:
+    listed = {o.key: o for o in map(derive, raw)}  # a list holds one version of each object
+    items = list(listed.values())
+    empty = all(kind_is_empty(store, kind) for kind in OWNER_KINDS)
+    for start in range(0, len(items), PAGE):
+        page = items[start : start + PAGE]
+        if bulk:
+            bulk_apply(store, page, assume_new=empty)  # a first list into an empty graph looks nothing up
+            _assert_closure_current(store)  # each page's transaction keeps the closure current
+        else:
+            store.apply(page)
+    stale = set().union(*(store.owned_keys(kind) for kind in OWNER_KINDS)) - set(listed)
+    store.delete(sorted(stale))
+    _assert_closure_current(store)
+    for key in stale:
+        ref.delete(key)
+    for obj in items:
+        ref.apply(obj)
+
+
+async def _relists(
+    database_url: str, store: GraphStore, relists: list[list[dict[str, Any]]], bulk: bool
+) -> list[tuple[set[tuple[Any, ...]], ...]]:
+    """Run the re-lists one path; the graph's rows after each. On the bulk path, check every decision."""
+    _clear(store)
+    ref = ReferenceGraph()
+    reader = await open_reader(database_url, pool_size=1, timeout=30) if bulk else None
+    snapshots = []
+    try:
+        for step, raw in enumerate(relists):
+            _relist(store, raw, bulk, ref)
+            snapshots.append(_graph_rows(store))
+            if reader is not None:
+                await _assert_reads_match(store, reader, ref, ("relist", step))
+    finally:
+        if reader is not None:
+            await reader.close()
+    return snapshots
+
+
+@SETTINGS
+@given(relists=relists)
+def test_bulk_path_writes_the_rows_the_per_object_path_writes(
+    database_url: str, store: GraphStore, relists: list[list[dict[str, Any]]]
+) -> None:
+    per_object = asyncio.run(_relists(database_url, store, relists, bulk=False))
+    bulk_rows = asyncio.run(_relists(database_url, store, relists, bulk=True))
+    for step, (expected, got) in enumerate(zip(per_object, bulk_rows, strict=True)):
+        for table, want, have in zip(("objects", "vertices", "edges"), expected, got, strict=True):
+            assert have == want, (step, table, want ^ have)

@@ -133,6 +133,17 @@ class DialectImpl(abc.ABC):
     @abc.abstractmethod
     def insert_edges(self, conn: Connection, rows: Sequence[EdgeRow]) -> None: ...
 
+    # The bulk path (app.graph.bulk_load) inserts rows it has just looked up and not found, inside the
+    # fenced transaction of the only writer: a conflict is an error (the batch then takes the per-object path).
+
+    @abc.abstractmethod
+    def insert_new_vertices(self, conn: Connection, rows: Sequence[VertexKey]) -> list[int]:
+        """Insert vertices known to be missing; their ids, in the order given."""
+
+    @abc.abstractmethod
+    def insert_new_objects(self, conn: Connection, rows: Sequence[ObjectRow]) -> list[int]:
+        """Insert objects known to be missing; their ids, in the order given."""
+
     @abc.abstractmethod
     def update_versions(self, conn: Connection, rows: Sequence[VersionRow]) -> None: ...
 

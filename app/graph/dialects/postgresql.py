@@ -251,7 +251,7 @@ class PostgresqlImpl(DialectImpl):
             f"AS k(column1, column2, column3) JOIN {table} t "
             "ON t.kind = k.column1 AND t.namespace = k.column2 AND t.name = k.column3"
         )
-        yield from conn.exec_driver_sql(sql, tuple(_columns(keys, 3)))
+        yield from conn.exec_driver_sql(sql, tuple(_columns(keys, 3))).fetchall()
 
     def insert_vertices(self, conn: Connection, rows: Sequence[VertexKey]) -> dict[VertexKey, int]:
         # RETURNING gives the new rows' ids in the same round trip; only pre-existing ones are read back.
@@ -276,6 +276,25 @@ class PostgresqlImpl(DialectImpl):
             "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])",
             tuple(_columns(rows, 4)),
         )
+
+    def insert_new_vertices(self, conn: Connection, rows: Sequence[VertexKey]) -> list[int]:
+        result = conn.exec_driver_sql(
+            "INSERT INTO vertices (kind, namespace, name) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) RETURNING id, kind, namespace, name",
+            tuple(_columns(rows, 3)),
+        )
+        ids = {VertexKey(kind, ns, name): vid for vid, kind, ns, name in result}
+        return [ids[key] for key in rows]
+
+    def insert_new_objects(self, conn: Connection, rows: Sequence[ObjectRow]) -> list[int]:
+        result = conn.exec_driver_sql(
+            f"INSERT INTO objects ({OBJECT_COLUMNS}) SELECT * FROM unnest("  # noqa: S608
+            "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+            "RETURNING id, kind, namespace, name",
+            tuple(_columns(rows, 7)),
+        )
+        ids = {VertexKey(kind, ns, name): oid for oid, kind, ns, name in result}
+        return [ids[VertexKey(row[0], row[1], row[2])] for row in rows]
 
     def update_versions(self, conn: Connection, rows: Sequence[VersionRow]) -> None:
         conn.exec_driver_sql(

@@ -355,7 +355,7 @@ class SqliteImpl(DialectImpl):
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
             sql = keyed_select_sql(table, columns, len(chunk))
-            yield from conn.exec_driver_sql(sql, tuple(v for key in chunk for v in key))
+            yield from conn.exec_driver_sql(sql, tuple(v for key in chunk for v in key)).fetchall()
 
     def insert_vertices(self, conn: Connection, rows: Sequence[VertexKey]) -> dict[VertexKey, int]:
         conn.exec_driver_sql(
@@ -371,6 +371,26 @@ class SqliteImpl(DialectImpl):
         conn.exec_driver_sql(
             "INSERT INTO edges (owner_id, from_id, to_id, node_id) VALUES (?, ?, ?, ?)", list(rows)
         )
+
+    # Ids chosen here (max + 1 ...: SQLite's own choice without AUTOINCREMENT), safe under BEGIN
+    # IMMEDIATE; RETURNING in parameter order would force one statement per row.
+    def _next_ids(self, conn: Connection, table: str, count: int) -> list[int]:
+        top = conn.exec_driver_sql(f"SELECT max(id) FROM {table}").scalar() or 0  # noqa: S608 - a constant
+        return list(range(top + 1, top + 1 + count))
+
+    def insert_new_vertices(self, conn: Connection, rows: Sequence[VertexKey]) -> list[int]:
+        ids = self._next_ids(conn, "vertices", len(rows))
+        conn.exec_driver_sql(
+            "INSERT INTO vertices (id, kind, namespace, name) VALUES (?, ?, ?, ?)",
+            [(i, *key) for i, key in zip(ids, rows, strict=True)],
+        )
+        return ids
+
+    def insert_new_objects(self, conn: Connection, rows: Sequence[ObjectRow]) -> list[int]:
+        ids = self._next_ids(conn, "objects", len(rows))
+        sql = f"INSERT INTO objects (id, {OBJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+        conn.exec_driver_sql(sql, [(i, *row) for i, row in zip(ids, rows, strict=True)])
+        return ids
 
     def update_versions(self, conn: Connection, rows: Sequence[VersionRow]) -> None:
         conn.exec_driver_sql(
