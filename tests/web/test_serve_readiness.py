@@ -89,5 +89,5 @@ def test_an_unknown_required_resource_is_one_line_and_exit_2(tmp_path: Path) -> 
         assert out.stderr.splitlines()[-1] == (
             "nodeauthz: error: --require-synced / NODEAUTHZ_REQUIRE_SYNCED: unknown resource secrets; "
             "expected none or some of pods,nodes,persistentvolumes,volumeattachments,resourceslices,"
-            "podcertificaterequests"
+            "podcertificaterequests,serviceaccounts,persistentvolumeclaims,csidrivers"
         )
