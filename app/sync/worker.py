@@ -301,6 +301,8 @@ class SyncWorker:
 
     def _apply_page(self, resource: str, items: list[DerivedObject]) -> None:
         """A list page through the bulk path, one transaction; if the database refuses it, as events are."""
+        if not items:  # nothing to write: no transaction (an empty list is one empty page)
+            return
         try:
             self._count(bulk_apply(self.store, items, assume_new=self._fresh.get(resource, False)))
             return
