@@ -16,6 +16,7 @@ SQLite) and call ``_locked`` helpers that assume one is open.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,10 @@ class GraphStore:
         self._vertex_ids: dict[VertexKey, int] = {}
         # The PV-secret closure, recomputed for the edges each transaction changes (app.graph.closure).
         self._closure = ClosureKeeper()
+        # One write transaction at a time per store: the closure keeper's touched set and the vertex-id
+        # cache belong to the transaction in progress (two at once on PostgreSQL could refresh each
+        # other's closure rows away). Re-entrant: a write may set an object aside inside another.
+        self._write_lock = threading.RLock()
 
     # -- public API: each call is one transaction -------------------------------------------------
 
@@ -338,15 +343,21 @@ class _Transaction:
         self.fence: Fence | None = None
 
     def __enter__(self) -> tuple[Connection, Fence]:
-        fence = self.fence = self.store.fence()  # raises LeaseLost when this process is not the writer
-        self.conn = self.store.engine.connect()
+        self.store._write_lock.acquire()
+        try:
+            fence = self.fence = self.store.fence()  # raises LeaseLost when this process is not the writer
+            self.conn = self.store.engine.connect()
+        except BaseException:
+            self.store._write_lock.release()
+            raise
         self.conn.begin()
         try:
             check_fence_locked(self.conn, fence)
         except BaseException:
-            # __exit__ does not run when __enter__ raises: give the lock back now.
+            # __exit__ does not run when __enter__ raises: give the locks back now.
             self.conn.rollback()
             self.conn.close()
+            self.store._write_lock.release()
             raise
         return self.conn, fence
 
@@ -366,5 +377,6 @@ class _Transaction:
             raise
         finally:
             self.conn.close()
-        if len(self.store._vertex_ids) > VERTEX_CACHE_LIMIT:
-            self.store._vertex_ids.clear()
+            if len(self.store._vertex_ids) > VERTEX_CACHE_LIMIT:
+                self.store._vertex_ids.clear()
+            self.store._write_lock.release()
