@@ -48,11 +48,7 @@ def admit_pod_certificate_request(
         )
     node_uid = lookups.node_uid(node_name)
     if node_uid is None:
-        raise Retryable(
-            f"while retrieving node {go_quote(node_name)} named in the PodCertificateRequest: "
-            f"node {go_quote(node_name)} not found",
-            404,
-        )
+        raise _not_found(f"node {go_quote(node_name)}", "node", node_name)
     if node_uid != get_str(pcr, "nodeUID", "spec"):
         raise Retryable(
             f"PodCertificateRequest for pod {pod_ref} names node UID {go_quote(get_str(pcr, 'nodeUID', 'spec'))}, "
@@ -60,10 +56,7 @@ def admit_pod_certificate_request(
         )
     record = lookups.pod(r.namespace, pod_name)
     if record is None:
-        raise Retryable(
-            f"while retrieving pod {pod_ref} named in the PodCertificateRequest: pod {go_quote(pod_name)} not found",
-            404,
-        )
+        raise _not_found(f"pod {pod_ref}", "pod", pod_name)
     pod_uid = get_str(pcr, "podUID", "spec")
     if pod_uid != record.uid:
         raise Retryable(
@@ -86,11 +79,7 @@ def admit_pod_certificate_request(
         )
     sa_uid = lookups.service_account_uid(r.namespace, sa_name)
     if sa_uid is None:
-        raise Retryable(
-            f"while retrieving service account {go_quote(f'{r.namespace}/{sa_name}')} named in the "
-            f"PodCertificateRequest: serviceaccount {go_quote(sa_name)} not found",
-            404,
-        )
+        raise _not_found(f"service account {go_quote(f'{r.namespace}/{sa_name}')}", "serviceaccount", sa_name)
     requested_sa_uid = get_str(pcr, "serviceAccountUID", "spec")
     if requested_sa_uid != sa_uid:
         raise Retryable(
@@ -105,3 +94,10 @@ def admit_pod_certificate_request(
         raise unauthorized(
             f"signer {go_quote(signer)}", r, answer, "request pod certificates for this signer"
         )
+
+
+def _not_found(what: str, kind: str, name: str) -> Retryable:
+    """Upstream's wrapped NotFound for an object the request names: maybe informer lag, so retryable."""
+    return Retryable(
+        f"while retrieving {what} named in the PodCertificateRequest: {kind} {go_quote(name)} not found", 404
+    )
