@@ -221,6 +221,13 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_context_flag(parser: argparse.ArgumentParser) -> None:
+    """The kubeconfig context, for the API server watched (``sync``/``run``) or asked (``serve``)."""
+    parser.add_argument(
+        "--context", default=None, help="kubeconfig context (default the current one; env NODEAUTHZ_CONTEXT)"
+    )
+
+
 def add_authorizer_flags(parser: argparse.ArgumentParser) -> None:
     """``serve``: the API server NodeRestriction sends SubjectAccessReviews to (``run`` has these already)."""
     parser.add_argument(
@@ -228,9 +235,7 @@ def add_authorizer_flags(parser: argparse.ArgumentParser) -> None:
         help="kubeconfig of the API server NodeRestriction asks with SubjectAccessReviews (env "
         "KUBECONFIG; else the pod's service account in a pod, ~/.kube/config)",
     )  # fmt: skip
-    parser.add_argument(
-        "--context", default=None, help="kubeconfig context (default the current one; env NODEAUTHZ_CONTEXT)"
-    )
+    add_context_flag(parser)
 
 
 def add_kube_flags(parser: argparse.ArgumentParser) -> None:
@@ -240,9 +245,7 @@ def add_kube_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="kubeconfig file (env KUBECONFIG, read by the Kubernetes client; else in-cluster, ~/.kube/config)",
     )
-    parser.add_argument(
-        "--context", default=None, help="kubeconfig context (default the current one; env NODEAUTHZ_CONTEXT)"
-    )
+    add_context_flag(parser)
     parser.add_argument(
         "--resources", default=",".join(RESOURCE_NAMES),
         help=f"comma-separated subset of: {','.join(RESOURCE_NAMES)} (default all; env NODEAUTHZ_RESOURCES)",
