@@ -25,6 +25,10 @@ $PY -m benchmarks.scale_curve --database-url "$admin" --pg-prefix "${pgdb}_scale
 # Both databases already hold the small preset (check_cost --load); one trivial baseline for both.
 $PY -m benchmarks.webhook_load --database-url "$sqlite" --database-url "$pg" --preset small \
   --connections 1,32 --duration 0.5 --warmup 0.2 --churn 50
+# Issue 14 part 3: CPU per review in-process, 32 in flight (PostgreSQL: its checks answered together).
+for url in "$sqlite" "$pg"; do
+  $PY -m benchmarks.request_cpu --database-url "$url" --requests 500 --rounds 1 --concurrency 32
+done
 # Last: sync_bench empties the databases it is given.
 $PY -m benchmarks.sync_bench --database-url "$sqlite" --database-url "$pg" --preset small --duration 3
 # Issue 14: nodeauthz load streaming vs whole-file, and the write paths against the raw insert.

@@ -18,7 +18,13 @@ compared with the checks' expected results (the "err" column).
 re-applies pods through the graph store at RATE a second (a third process: real
 edge rewrites in write transactions against the same database). "vs triv" is
 the webhook's req/s over the trivial endpoint's at the same connection count;
-"client", "server" and "churn" are each process's CPU share (1.0 = one core).
+"client", "server" and "churn" are each process's CPU share (1.0 = one core); "db" is that of
+the webhook's PostgreSQL backends (its reader's connections) when the server runs on this machine:
+they share its cores, so the summary also gives the share per CPU-second of server and db together.
+
+``--baseline-code DIR`` serves each database a second time from the ``app`` package of another
+checkout (say ``git worktree add --detach DIR COMMIT``), named "... base": the previous code,
+measured in turn with this one in the same run.
 
 ``--observability compare`` serves each database twice, with metrics and the denial report off
 (``NODEAUTHZ_METRICS=false NODEAUTHZ_DENIAL_REPORT=false``) and on (the defaults), measured in
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import socket
 import statistics
@@ -39,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +147,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds ``pid`` has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu(url: str) -> Callable[[], float]:
+    """CPU seconds of the webhook readers' PostgreSQL backends on ``url``, if its server runs on this
+    machine (its backends are local processes); else always 0 (SQLite: the reads are in the server)."""
+    from sqlalchemy.engine import make_url
+
+    from app.graph.dialects.postgresql import READER_APPLICATION_NAME, asyncpg_dsn
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.host not in ("127.0.0.1", "localhost", "::1"):
+        return lambda: 0.0
+    import psycopg
+
+    def cpu() -> float:
+        with psycopg.connect(asyncpg_dsn(url), autocommit=True) as conn:
+            pids = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+                (READER_APPLICATION_NAME,),
+            ).fetchall()
+        return sum(process_cpu(pid) for (pid,) in pids)
+
+    return cpu
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds of ``pid`` and every live process below it (uvicorn's --workers children)."""
     children: dict[int, list[int]] = {}
@@ -161,9 +200,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def server(command: list[str], port: int, env: Mapping[str, str], log: Path) -> Iterator[int]:
+def server(
+    command: list[str], port: int, env: Mapping[str, str], log: Path, cwd: Path | None = None
+) -> Iterator[int]:
     with log.open("wb") as fp:
-        proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=fp, stderr=fp)
+        proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=fp, stderr=fp, cwd=cwd)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -182,8 +223,15 @@ def server(command: list[str], port: int, env: Mapping[str, str], log: Path) -> 
 
 
 def measure(
-    port: int, pid: int, concurrency: int, args: argparse.Namespace, requests_file: str, verify: bool
+    port: int,
+    pid: int,
+    concurrency: int,
+    args: argparse.Namespace,
+    requests_file: str,
+    verify: bool,
+    db_cpu: Callable[[], float] = lambda: 0.0,
 ) -> dict[str, Any]:
+    db0 = db_cpu()
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     out = subprocess.run(
         [
@@ -206,7 +254,9 @@ def measure(
         capture_output=True,
     ).stdout
     result: dict[str, Any] = orjson.loads(out)
-    result["server_cpu"] = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    seconds = time.monotonic() - t0
+    result["server_cpu"] = (cpu_seconds(pid) - cpu0) / seconds
+    result["db_cpu"] = (db_cpu() - db0) / seconds
     return result
 
 
@@ -214,9 +264,10 @@ def print_point(name: str, r: Mapping[str, Any], baseline: Mapping[int, float]) 
     base = baseline.get(r["concurrency"])
     share = f"{r['rps'] / base:.0%}" if base and not name.startswith("trivial") else "-"
     churn = f"{r['churn_cpu']:.0%}" if "churn_cpu" in r else "-"
+    db = f"{r['db_cpu']:.0%}" if r.get("db_cpu") else "-"
     print(
         f"{name:<32} {r['concurrency']:>5} {r['rps']:>9.0f} {share:>7} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-        f"{r['p999_ms']:>8.2f} {r['client_cpu']:>6.0%} {r['server_cpu']:>6.0%} {churn:>6} {r['errors']:>5}",
+        f"{r['p999_ms']:>8.2f} {r['client_cpu']:>6.0%} {r['server_cpu']:>6.0%} {db:>6} {churn:>6} {r['errors']:>5}",
         flush=True,
     )
     if r["errors"]:
@@ -229,12 +280,13 @@ class Target:
     port: int
     pid: int
     url: str | None = None  # a webhook's database: churned when --churn is given
+    db_cpu: Callable[[], float] = lambda: 0.0  # its PostgreSQL backends' CPU seconds (database_cpu)
 
 
 def run_point(target: Target, c: int, args: argparse.Namespace, requests_file: str) -> list[dict[str, Any]]:
     """One connection count against one server; for a webhook under --churn, again while churning."""
     verify = target.url is not None
-    r = measure(target.port, target.pid, c, args, requests_file, verify)
+    r = measure(target.port, target.pid, c, args, requests_file, verify, target.db_cpu)
     r["target"] = target.name
     if target.name.startswith("trivial"):
         args.baseline[c] = r["rps"]
@@ -242,13 +294,14 @@ def run_point(target: Target, c: int, args: argparse.Namespace, requests_file: s
     elif args.baseline.get(c):  # against this round's baseline, measured just before
         r["share"] = r["rps"] / args.baseline[c]
         r["cpu_share"] = per_cpu(r) / args.baseline_cpu[c] if args.baseline_cpu.get(c) else 0.0
+        r["total_cpu_share"] = per_total_cpu(r) / args.baseline_cpu[c] if args.baseline_cpu.get(c) else 0.0
     print_point(target.name, r, args.baseline)
     out = [r]
     if target.url is not None and args.churn > 0:
         label = f"{target.name} +churn {args.churn:g}/s"
         with churning(target.url, args.churn, shape_args(args)) as churn:
             c0, t0 = cpu_seconds(churn.pid), time.monotonic()
-            r = measure(target.port, target.pid, c, args, requests_file, verify)
+            r = measure(target.port, target.pid, c, args, requests_file, verify, target.db_cpu)
             r["churn_cpu"] = (cpu_seconds(churn.pid) - c0) / (time.monotonic() - t0)
         r["target"] = label
         print_point(label, r, args.baseline)
@@ -272,6 +325,12 @@ def per_cpu(r: Mapping[str, Any]) -> float:
     return float(r["rps"] / r["server_cpu"]) if r["server_cpu"] else 0.0
 
 
+def per_total_cpu(r: Mapping[str, Any]) -> float:
+    """Requests per second of server + database backend CPU (they share the machine's cores)."""
+    total = r["server_cpu"] + r.get("db_cpu", 0.0)
+    return float(r["rps"] / total) if total else 0.0
+
+
 # The issue's targets at 32 connections: share of the trivial endpoint's req/s, and p99 in ms.
 TARGETS = {"sqlite": (0.50, 5.0), "postgresql": (0.35, 10.0)}
 
@@ -283,13 +342,14 @@ def summary(results: list[dict[str, Any]], at: int = 32) -> None:
         name = r["target"]
         if "share" not in r or r["concurrency"] != at:
             continue
-        need, p99 = TARGETS["sqlite" if "sqlite" in name else "postgresql"]
+        need, p99 = TARGETS["sqlite" if "(sqlite)" in name else "postgresql"]
         share, cpu_share = r["share"], r["cpu_share"]
         print(
             f"target at {at} conns, {name}: {share:.1%} of trivial (>= {need:.0%}: "
             f"{'met' if share >= need else 'NOT met'}), p99 {r['p99_ms']:.2f} ms "
             f"(<= {p99:g} ms: {'met' if r['p99_ms'] <= p99 else 'NOT met'}); "
             f"per server CPU-second {cpu_share:.1%} of trivial"
+            + (f", per server + db CPU-second {r['total_cpu_share']:.1%}" if r.get("db_cpu") else "")
         )
 
 
@@ -386,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="measure every point this many times, in turn")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of every server")
     p.add_argument(
+        "--baseline-code", type=Path, help='also serve each database from this checkout\'s app ("base")'
+    )
+    p.add_argument(
         "--observability", choices=sorted(OBSERVABILITY), default="on",
         help="metrics and the denial report: on (default), off, or compare (both servers, in turn)",
     )  # fmt: skip
@@ -423,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"{'target':<32} {'conns':>5} {'req/s':>9} {'vs triv':>7} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'p99.9ms':>8} {'client':>6} {'server':>6} {'churn':>6} {'err':>5}"
+            f"{'p99.9ms':>8} {'client':>6} {'server':>6} {'db':>6} {'churn':>6} {'err':>5}"
         )
         args.baseline = {}
         args.baseline_cpu = {}
@@ -450,25 +513,36 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--workers", str(args.workers)] if args.workers > 1 else []
                 pid = stack.enter_context(server(cmd, port, {}, logs / f"{port}.log"))
                 targets.append(Target("trivial starlette", port, pid))
-            for url in urls:
+            codes: list[tuple[str, Path | None]] = [("", None)]
+            if args.baseline_code:
+                codes.append((" base", args.baseline_code.resolve()))
+            for url, (label, extra), (suffix, code) in itertools.product(
+                urls, OBSERVABILITY[args.observability], codes
+            ):
                 backend = "sqlite" if url.startswith("sqlite") else "postgresql"
-                for label, extra in OBSERVABILITY[args.observability]:
-                    port = free_port()
-                    # INFO: the audit line per refusal is part of the real cost (the log goes to a temp file).
-                    cmd = [
-                        sys.executable,
-                        "-m",
-                        "app",
-                        "--log-level",
-                        args.log_level,
-                        "serve",
-                        "--port",
-                        str(port),
-                        *(["--workers", str(args.workers)] if args.workers > 1 else []),
-                    ]
-                    env = {"NODEAUTHZ_DATABASE_URL": url, **extra}
-                    pid = stack.enter_context(server(cmd, port, env, logs / f"{port}.log"))
-                    targets.append(Target(f"webhook ({backend}){label}", port, pid, url))
+                port = free_port()
+                # INFO: the audit line per refusal is part of the real cost (the log goes to a temp file).
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "app",
+                    "--log-level",
+                    args.log_level,
+                    "serve",
+                    "--port",
+                    str(port),
+                    *(["--workers", str(args.workers)] if args.workers > 1 else []),
+                ]
+                env = {"NODEAUTHZ_DATABASE_URL": url, **extra}
+                cwd = None
+                if code is not None:  # only ``app`` from there: python -m looks in cwd first
+                    cwd = logs / f"code-{port}"
+                    cwd.mkdir()
+                    (cwd / "app").symlink_to(code / "app")
+                    env["PYTHONPATH"] = str(cwd)
+                pid = stack.enter_context(server(cmd, port, env, logs / f"{port}.log", cwd))
+                name = f"webhook ({backend}){label}{suffix}"
+                targets.append(Target(name, port, pid, url, database_cpu(url)))
             # Odd rounds take the webhooks in reverse order: neither side always runs right after the baseline.
             results = [
                 {**r, "round": n}

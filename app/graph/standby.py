@@ -10,11 +10,12 @@ process's monotonic clock.
 - ``StandbyReader`` verifies each check on the connection that answers it, so
   several standbys behind one service name (each connection may reach another
   one, a reconnect may land elsewhere) are judged one by one, never by a
-  figure shared between them. Each check statement also returns the
-  connection's replay position, read after its snapshot was taken, so the next
-  check on that connection knows a position its snapshot will include: under
-  load a check costs one round trip; a connection idle for longer than the
-  bound asks for its position first (a second round trip).
+  figure shared between them. Checks that wait at the same moment go as one
+  statement (``PostgresReader``): one verification covers them all. Each check
+  statement also returns the connection's replay position, read after its
+  snapshot was taken, so the next one on that connection knows a position its
+  snapshot will include: under load a check costs one round trip; a connection
+  idle for longer than the bound asks for its position first (a second round trip).
 - ``FreshLookups``: NodeRestriction's look-ups, with the same verification on
   their connection before they read.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,7 +38,7 @@ from sqlalchemy.engine import make_url
 from app.graph.dialects.postgresql import PostgresReader, asyncpg_dsn
 from app.graph.freshness import Position, PrimaryHistory, Sample, StaleRead, parse_lsn
 from app.graph.lookups import Authorizer, StoreLookups, no_authorizer
-from app.graph.reach import Reach, reach_params
+from app.graph.reach import Check, Reach, batch_reach_params, reach_params
 
 __all__ = [
     "DEFAULT_MAX_READ_LAG_S",
@@ -184,6 +185,7 @@ class StandbyReader(PostgresReader):
         self._replica = replica
         self._positions: dict[Any, Position] = {}  # per open connection: a position its next snapshot holds
         self._checked_sql = f"SELECT r.reach, {POSITION_COLUMNS} FROM ({self._sql}) r"  # noqa: S608
+        self._checked_batch_sql = f"SELECT r.reaches, {POSITION_COLUMNS} FROM ({self._batch_sql}) r"  # noqa: S608
 
     @classmethod
     async def open_standby(
@@ -206,21 +208,27 @@ class StandbyReader(PostgresReader):
         return position
 
     async def reach(self, node: str, kind: str, namespace: str, name: str) -> Reach:
-        self._replica.require_primary_heard()  # fail before taking a connection
-        conn = await self._acquire()
+        self._replica.require_primary_heard()  # fail before queueing
+        return await super().reach(node, kind, namespace, name)
+
+    async def _codes_on(self, conn: Any, checks: Sequence[Check]) -> Sequence[int]:
+        """The batch on a connection shown fresh now (once for all its checks)."""
         known = self._positions.get(conn)
         if known is None or not self._replica.fresh(known):
             self._positions[conn] = known = position_of(await self._fetchrow_on(conn, POSITION_SQL))
-            try:
-                self._replica.check(known)
-            except StaleRead:
-                self._idle.put_nowait(conn)
-                raise
-        params = reach_params(node, kind, namespace, name)
-        row = await self._fetchrow_on(conn, self._checked_sql, *(params[k] for k in self._order))
+            self._replica.check(known)  # StaleRead: every check of the batch refuses
+        if len(checks) == 1:
+            params = reach_params(*checks[0])
+            row = await self._fetchrow_on(conn, self._checked_sql, *(params[k] for k in self._order))
+            codes = [row[0]]
+        else:
+            params = batch_reach_params(checks)
+            row = await self._fetchrow_on(
+                conn, self._checked_batch_sql, *(params[k] for k in self._batch_order)
+            )
+            codes = list(row[0])
         self._positions[conn] = position_of(row, 1)
-        self._idle.put_nowait(conn)
-        return Reach.from_code(row[0])
+        return codes
 
     async def close(self) -> None:
         await super().close()

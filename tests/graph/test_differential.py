@@ -6,9 +6,10 @@ and deletes go to both; after every step, reachability must agree for every
 owner's edge set, and a depth-first walk that follows an edge carrying a node
 only when that node is the one asked about.
 
-Every decision is read three times: through the webhook's own reader
-(``app.graph.readers.open_reader``: raw sqlite3 or asyncpg, the request path),
-through ``has_path`` on SQLAlchemy (the CLI's check), both of which answer a PV's
+Every decision is read four times: through the webhook's own reader
+(``app.graph.readers.open_reader``: raw sqlite3 or asyncpg, the request path), one by one and
+all at once (on PostgreSQL, one statement for the checks that wait together),
+through ``has_path`` on SQLAlchemy (the CLI's check), each of which answers a PV's
 secret from the write-time closure (``app.graph.closure``), and through the pure
 recursive walk (``WALK_SQL``); all must match the reference. After every step the
 stored closure must also equal one rebuilt from scratch, and be the one readers
@@ -145,19 +146,25 @@ def _assert_closure_current(store: GraphStore) -> None:
     assert stored == rebuilt
 
 
+def step_both(store: GraphStore, ref: ReferenceGraph, action: str, raw: dict[str, Any]) -> DerivedObject:
+    """One step ("apply" or "delete" an object) on the store and on the reference graph."""
+    obj = derive(raw)
+    if action == "apply":
+        store.apply([obj])
+        ref.apply(obj)
+    else:
+        store.delete([obj.key])
+        ref.delete(obj.key)
+    return obj
+
+
 async def _run_steps(database_url: str, store: GraphStore, steps: list[tuple[str, dict[str, Any]]]) -> None:
     ref = ReferenceGraph()
     # A generous deadline: this tests answers, and a loaded machine can take a second to connect.
     reader = await open_reader(database_url, pool_size=1, timeout=30)
     try:
         for action, raw in steps:
-            obj = derive(raw)
-            if action == "apply":
-                store.apply([obj])
-                ref.apply(obj)
-            else:
-                store.delete([obj.key])
-                ref.delete(obj.key)
+            obj = step_both(store, ref, action, raw)
             _assert_closure_current(store)
             await _assert_reads_match(store, reader, ref, (action, obj.key))
     finally:
@@ -179,6 +186,17 @@ async def _assert_reads_match(store: GraphStore, reader: Any, ref: ReferenceGrap
             got = has_path(conn, node, target.kind, target.namespace, target.name, sql=WALK_SQL)
             assert not got.truncated, ("walk", *where)
             assert got.found == expected, ("walk", *where)
+    # All at once, as concurrent reviews ask: PostgreSQL's reader answers checks that wait together
+    # with one statement (app.graph.coalesce, BATCH_REACH_SQL); SQLite's answers each inline.
+    pairs = list(itertools.product(NODES, TARGETS))
+    together = await asyncio.gather(*(reader.reach(node, t.kind, t.namespace, t.name) for node, t in pairs))
+    for (node, target), got in zip(pairs, together, strict=True):
+        assert (got.found, got.truncated) == (ref.reach(node, target), False), (
+            "together",
+            step,
+            node,
+            target,
+        )
 
 
 # print_blob: a failure also prints the @reproduce_failure line that replays it exactly.

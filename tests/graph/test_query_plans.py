@@ -26,9 +26,16 @@ from sqlalchemy import Engine, event, text
 
 from app.graph.bulk_load import bulk_apply
 from app.graph.derivation import derive
-from app.graph.dialects.postgresql import asyncpg_dsn
+from app.graph.dialects.postgresql import READER_SERVER_SETTINGS, asyncpg_dsn
 from app.graph.dialects.sqlite import sqlite_path
-from app.graph.reach import PK_LOOKUP_SQL, REACH_SQL, reach_params, render
+from app.graph.reach import (
+    BATCH_REACH_SQL,
+    PK_LOOKUP_SQL,
+    REACH_SQL,
+    batch_reach_params,
+    reach_params,
+    render,
+)
 from app.graph.store import GraphStore
 from app.k8s.kinds import VertexKey
 from tests.builders import pod, pv
@@ -102,6 +109,8 @@ def _plan(engine: Engine, sql: str, params: dict[str, object]) -> str:
 
 
 def _literal(value: object) -> str:
+    if isinstance(value, list):
+        return f"ARRAY[{', '.join(map(_literal, value))}]::text[]"
     return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
 
 
@@ -176,6 +185,35 @@ def test_reach_query_probes_the_edge_index(store: GraphStore, engine: Engine, da
                     r"Index Cond: \(\(source_id = v(_\d+)?\.id\) AND \(node_id = n(_\d+)?\.id\)", plan
                 ), plan
                 assert not re.search(r"Seq Scan on (?!reach_closure_state\b|writer_lease\b)", plan), plan
+
+
+def test_batched_checks_probe_the_same_indexes(store: GraphStore, engine: Engine, database_url: str) -> None:
+    """PostgreSQL's statement for checks that wait together: per check, the single check's probes."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite answers each check alone")
+    _populate(store, engine)
+    checks = [("n1", "configmap", "ns1", "kube-root-ca.crt"), ("n1", "secret", "csi", "x1")]
+    params = batch_reach_params(checks)
+    sql, order = render(BATCH_REACH_SQL, "numeric")  # as PostgresReader renders it
+
+    async def generic_plan() -> str:
+        # The reader's connections plan once, for any values (READER_SERVER_SETTINGS).
+        conn = await asyncpg.connect(asyncpg_dsn(database_url), server_settings=READER_SERVER_SETTINGS)
+        try:
+            await conn.execute("PREPARE batch_check AS " + sql)
+            values = ", ".join(map(_literal, (params[k] for k in order)))
+            rows = await conn.fetch(f"EXPLAIN EXECUTE batch_check({values})")
+            return "\n".join(r[0] for r in rows)
+        finally:
+            await conn.close()
+
+    plan = asyncio.run(generic_plan())
+    assert "Function Scan on q" in plan, plan  # the arrays, unnested once
+    assert plan.count("using uq_vertices_kind_namespace_name") == 4, plan
+    assert re.search(r"Index Cond: \(\(from_id = v(_\d+)?\.id\) AND \(node_id = n(_\d+)?\.id\)", plan), plan
+    assert plan.count("Index Only Scan using ix_edges_from_id_node_id_to_id") == 5, plan
+    assert plan.count("Index Only Scan using pk_reach_closure on reach_closure") == 2, plan
+    assert not re.search(r"Seq Scan on (?!reach_closure_state\b|writer_lease\b)", plan), plan
 
 
 def test_pk_lookup_baseline_uses_the_unique_index(store: GraphStore, engine: Engine) -> None:
