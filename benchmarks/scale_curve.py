@@ -62,7 +62,7 @@ def drop(admin_url: str, url: str) -> None:
     """Remove size ``url``'s database (SQLite file with its WAL, or the PostgreSQL database)."""
     if is_sqlite(url):
         path = make_url(url).database or ""
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-migrate.lock", "-writer.lock"):
             Path(path + suffix).unlink(missing_ok=True)
         return
     from psycopg import sql
@@ -160,8 +160,9 @@ def report(engine: str, sizes: Sequence[int], results: dict[int, dict[str, Any]]
     line("writer peak RSS MB", lambda r: f"{r['load'].rss_mb:.0f}")
     line("database MB", lambda r: f"{r['bytes'] / 1e6:.0f}")
     line("bytes per pod", lambda r: f"{r['per_pod']:.0f}")
-    line("restart to ready s (<= 2)", lambda r: f"{r['ready'][0]:.2f} / {r['ready'][1]:.2f}")
-    line("first /authorize ms", lambda r: f"{r['ready'][2]:.1f}")
+    line("restart to ready s (<= 2)", lambda r: f"{r['ready'].ready_s:.2f} / {r['ready'].ready_max_s:.2f}")
+    line("  same, empty database", lambda r: f"{r['ready'].empty_ready_s:.2f}")
+    line("first /authorize ms", lambda r: f"{r['ready'].first_authorize_ms:.1f}")
     if any(results[n]["load"].analyzed for n in sizes):
         print("(PostgreSQL: ANALYZE ran after each load; the load time includes it)")
 
@@ -177,7 +178,14 @@ def database_bytes(url: str) -> int:
 
 
 def measure_size(
-    admin_url: str, pods: int, seed: int, repeat: int, per_topology: int, prefix: str, work: Path
+    admin_url: str,
+    pods: int,
+    seed: int,
+    repeat: int,
+    per_topology: int,
+    prefix: str,
+    work: Path,
+    empty_url: str,
 ) -> dict[str, Any]:
     url = database_for(admin_url, pods, prefix)
     shape = scale_shape(pods)
@@ -193,13 +201,14 @@ def measure_size(
     finally:
         close()
     probe = next((c for c in checks if c.kind == "secret" and c.expected_allowed), None)
-    ready, ready_max, first_ms = restart_to_ready(url, work, probe)
+    restarts = restart_to_ready(url, empty_url, work, probe)
     pk = statistics.median(samples[PK])
     worst = max(statistics.median(v) / pk for k, v in samples.items() if k != PK)
     print(
         f"{shape.pods} pods ({shape.nodes} nodes, {shape.namespaces} namespaces): loaded in {filled.wall_s:.1f} s"
         f"{' + ANALYZE' if filled.analyzed else ''} (peak RSS {filled.rss_mb:.0f} MB), {size / 1e6:.0f} MB, "
-        f"worst {worst:.2f}x PK, {wrong} wrong, ready in {ready:.2f} s -> {url.split('@')[-1]}",
+        f"worst {worst:.2f}x PK, {wrong} wrong, ready in {restarts.ready_s:.2f} s "
+        f"(empty: {restarts.empty_ready_s:.2f} s) -> {url.split('@')[-1]}",
         flush=True,
     )
     return {
@@ -211,7 +220,7 @@ def measure_size(
         "samples": samples,
         "wrong": wrong,
         "worst": worst,
-        "ready": (ready, ready_max, first_ms),
+        "ready": restarts,
     }
 
 
@@ -239,15 +248,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin_url = resolve_url(args.database_url)
     engine = "sqlite" if is_sqlite(admin_url) else "postgresql"
     results: dict[int, dict[str, Any]] = {}
+    empty_url = database_for(admin_url, 0, args.pg_prefix)  # restart-to-ready's baseline
+    create(admin_url, empty_url)
+    upgrade(empty_url)
     with tempfile.TemporaryDirectory(prefix="scale-curve-") as work:
-        for n in args.sizes:
-            try:
-                results[n] = measure_size(
-                    admin_url, n, args.seed, args.repeat, args.per_topology, args.pg_prefix, Path(work)
-                )
-            finally:
-                if not args.keep:
-                    drop(admin_url, database_for(admin_url, n, args.pg_prefix))
+        try:
+            for n in args.sizes:
+                try:
+                    results[n] = measure_size(
+                        admin_url,
+                        n,
+                        args.seed,
+                        args.repeat,
+                        args.per_topology,
+                        args.pg_prefix,
+                        Path(work),
+                        empty_url,
+                    )
+                finally:
+                    if not args.keep:
+                        drop(admin_url, database_for(admin_url, n, args.pg_prefix))
+        finally:
+            drop(admin_url, empty_url)
     report(engine, args.sizes, results, args.repeat)
     return 1 if any(r["wrong"] for r in results.values()) else 0
 
