@@ -1,9 +1,10 @@
 """Generate a synthetic cluster as a ``kubectl get -o json``-shaped List.
 
-    python -m benchmarks.generate --preset small|large [--nodes N ...] [--seed S] [--out FILE|-]
+    python -m benchmarks.generate --preset small|large|million [--nodes N ...] [--seed S] [--out FILE|-]
 
 Objects come out grouped by kind (Nodes, Pods, PersistentVolumes, VolumeAttachments,
-ResourceSlices) and are streamed, so the large preset never sits in memory.
+ResourceSlices) and are streamed, so neither the large preset nor the million one
+(33,333 nodes, 999,990 pods) ever sits in memory.
 Secrets, configmaps, service accounts and claims are only referenced, never emitted:
 the graph is built from references. Names and placement come from
 ``benchmarks.shapes.Layout``; uids, timestamps and image tags from a seeded rng.

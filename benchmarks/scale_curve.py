@@ -1,15 +1,21 @@
-"""Check cost across cluster sizes: is it flat from a thousand pods to upstream's 150,000?
+"""Cost across cluster sizes: is a check flat from a thousand pods to a million, and what does size cost?
 
     python -m benchmarks.scale_curve --database-url URL [--sizes 600,3000] [--repeat 500] [--keep]
 
 For each size (pods; nodes = pods / 30, tenant namespaces scaled like the large
-preset, so 150,000 pods *is* the large preset) a cluster is generated and applied
-through the graph store into a fresh database: SQLite gets a new file per size
+preset, so 150,000 pods *is* the large preset and 1,000,000 the million preset) a
+cluster is generated and written into a fresh database by ``benchmarks.fill``
+(a subprocess: the store's bulk path in pages, one transaction, generation in a
+second process; PostgreSQL is ANALYZEd after). SQLite gets a new file per size
 next to the URL's file (``scale.db`` -> ``scale-3000.db``); for PostgreSQL the URL
 is an admin connection and a database ``nodeauthz_scale_<size>`` is dropped and
 created per size. Then every sample check and a primary-key lookup of the same
 object are timed, interleaved round by round so noise hits both alike, on the raw
-driver the webhook uses. One table: rows are topologies, columns sizes.
+driver the webhook uses; and ``nodeauthz serve`` is restarted on the warm
+database three times, timed to /readyz 200 (``benchmarks.restart``). One table:
+rows are topologies, columns sizes; below it the load's time, CPU and peak RSS,
+the database's size (SQLite: file + WAL; PostgreSQL: pg_database_size) and bytes
+per pod above the empty schema, and restart-to-ready (median / max).
 """
 
 from __future__ import annotations
@@ -19,32 +25,26 @@ import gc
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from app.graph.database import is_sqlite, resolve_url
+from app.graph.migrations import upgrade
 from app.graph.reach import PK_LOOKUP_SQL, REACH_SQL, reach_params
-from benchmarks.check_cost import Query, load_shape, p, postgres_runner, psycopg_connect, sqlite_runner
-from benchmarks.shapes import PRESETS, Check, Shape, sample_checks
+from benchmarks.check_cost import Query, p, postgres_runner, psycopg_connect, sqlite_runner
+from benchmarks.fill import fill
+from benchmarks.restart import restart_to_ready
+from benchmarks.shapes import PODS_PER_NODE, Check, sample_checks, scale_shape
 
 DEFAULT_SIZES = (600, 3000)
-PODS_PER_NODE = 30
 PK = "pk lookup"
 # Rows in this order; any other topology sample_checks adds follows them.
 ORDER = ("unique secret", "hot configmap", "pv secret 3-hop")
-
-
-def scale_shape(pods: int) -> Shape:
-    """The large preset scaled to ``pods``: same per-node and per-namespace density."""
-    large = PRESETS["large"]
-    nodes = max(1, pods // PODS_PER_NODE)
-    namespaces = max(1, round(large.namespaces * nodes / large.nodes))
-    return replace(large, nodes=nodes, namespaces=namespaces)
 
 
 def database_for(url: str, pods: int, prefix: str = "nodeauthz_scale") -> str:
@@ -62,7 +62,7 @@ def drop(admin_url: str, url: str) -> None:
     """Remove size ``url``'s database (SQLite file with its WAL, or the PostgreSQL database)."""
     if is_sqlite(url):
         path = make_url(url).database or ""
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-migrate.lock", "-writer.lock"):
             Path(path + suffix).unlink(missing_ok=True)
         return
     from psycopg import sql
@@ -153,37 +153,74 @@ def report(engine: str, sizes: Sequence[int], results: dict[int, dict[str, Any]]
 
     line("worst median x PK (<= 2)", lambda r: f"{r['worst']:.2f}x")
     line("p99 hot / p99 unique (<= 1.5)", lambda r: f"{p99_ratio(r['samples']):.2f}")
-    line("load seconds", lambda r: f"{r['load_s']:.1f}")
-    line("load pods/s", lambda r: f"{r['pods'] / r['load_s']:.0f}")
     line("wrong answers", lambda r: str(r["wrong"]))
+    line("load s (bulk path)", lambda r: f"{r['load'].wall_s:.1f}")
+    line("load CPU s (2 processes)", lambda r: f"{r['load'].cpu_s:.1f}")
+    line("load pods/s", lambda r: f"{r['pods'] / r['load'].wall_s:.0f}")
+    line("writer peak RSS MB", lambda r: f"{r['load'].rss_mb:.0f}")
+    line("database MB", lambda r: f"{r['bytes'] / 1e6:.0f}")
+    line("bytes per pod", lambda r: f"{r['per_pod']:.0f}")
+    line("restart to ready s (<= 2)", lambda r: f"{r['ready'].ready_s:.2f} / {r['ready'].ready_max_s:.2f}")
+    line("  same, empty database", lambda r: f"{r['ready'].empty_ready_s:.2f}")
+    line("first /authorize ms", lambda r: f"{r['ready'].first_authorize_ms:.1f}")
+    if any(results[n]["load"].analyzed for n in sizes):
+        print("(PostgreSQL: ANALYZE ran after each load; the load time includes it)")
+
+
+def database_bytes(url: str) -> int:
+    """The database's size on disk: SQLite's file with its WAL, PostgreSQL's pg_database_size."""
+    if is_sqlite(url):
+        path = make_url(url).database or ""
+        return sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
+    with psycopg_connect(url) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0])
 
 
 def measure_size(
-    admin_url: str, pods: int, seed: int, repeat: int, per_topology: int, prefix: str
+    admin_url: str,
+    pods: int,
+    seed: int,
+    repeat: int,
+    per_topology: int,
+    prefix: str,
+    work: Path,
+    empty_url: str,
 ) -> dict[str, Any]:
     url = database_for(admin_url, pods, prefix)
     shape = scale_shape(pods)
     create(admin_url, url)
-    load_s = load_shape(url, shape, seed)
+    upgrade(url)
+    empty = database_bytes(url)
+    filled = fill(url, pods, seed)
+    size = database_bytes(url)
+    checks = sample_checks(shape, seed, per_topology)
     run, close = sqlite_runner(url) if is_sqlite(url) else postgres_runner(url)
     try:
-        samples, wrong = time_checks(run, sample_checks(shape, seed, per_topology), repeat)
+        samples, wrong = time_checks(run, checks, repeat)
     finally:
         close()
+    probe = next((c for c in checks if c.kind == "secret" and c.expected_allowed), None)
+    restarts = restart_to_ready(url, empty_url, work, probe)
     pk = statistics.median(samples[PK])
     worst = max(statistics.median(v) / pk for k, v in samples.items() if k != PK)
     print(
-        f"{pods} pods ({shape.nodes} nodes, {shape.namespaces} namespaces): loaded in {load_s:.1f} s, "
-        f"worst {worst:.2f}x PK, {wrong} wrong -> {url.split('@')[-1]}",
+        f"{shape.pods} pods ({shape.nodes} nodes, {shape.namespaces} namespaces): loaded in {filled.wall_s:.1f} s"
+        f"{' + ANALYZE' if filled.analyzed else ''} (peak RSS {filled.rss_mb:.0f} MB), {size / 1e6:.0f} MB, "
+        f"worst {worst:.2f}x PK, {wrong} wrong, ready in {restarts.ready_s:.2f} s "
+        f"(empty: {restarts.empty_ready_s:.2f} s) -> {url.split('@')[-1]}",
         flush=True,
     )
     return {
         "url": url,
         "pods": shape.pods,
-        "load_s": load_s,
+        "load": filled,
+        "bytes": size,
+        "per_pod": (size - empty) / shape.pods,
         "samples": samples,
         "wrong": wrong,
         "worst": worst,
+        "ready": restarts,
     }
 
 
@@ -198,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sizes",
         type=lambda s: [int(x) for x in s.split(",")],
         default=list(DEFAULT_SIZES),
-        help="pods per size, comma-separated (default 600,3000; the full curve: 1000,10000,100000,150000)",
+        help="pods per size, comma-separated (default 600,3000; the full curve: 1000,10000,100000,150000,1000000)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=500, help="timed rounds over all checks per size")
@@ -211,12 +248,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin_url = resolve_url(args.database_url)
     engine = "sqlite" if is_sqlite(admin_url) else "postgresql"
     results: dict[int, dict[str, Any]] = {}
-    for n in args.sizes:
+    empty_url = database_for(admin_url, 0, args.pg_prefix)  # restart-to-ready's baseline
+    create(admin_url, empty_url)
+    upgrade(empty_url)
+    with tempfile.TemporaryDirectory(prefix="scale-curve-") as work:
         try:
-            results[n] = measure_size(admin_url, n, args.seed, args.repeat, args.per_topology, args.pg_prefix)
+            for n in args.sizes:
+                try:
+                    results[n] = measure_size(
+                        admin_url,
+                        n,
+                        args.seed,
+                        args.repeat,
+                        args.per_topology,
+                        args.pg_prefix,
+                        Path(work),
+                        empty_url,
+                    )
+                finally:
+                    if not args.keep:
+                        drop(admin_url, database_for(admin_url, n, args.pg_prefix))
         finally:
-            if not args.keep:
-                drop(admin_url, database_for(admin_url, n, args.pg_prefix))
+            drop(admin_url, empty_url)
     report(engine, args.sizes, results, args.repeat)
     return 1 if any(r["wrong"] for r in results.values()) else 0
 

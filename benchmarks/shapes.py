@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Literal, NamedTuple
 
 SYSTEM_NAMESPACE = "kube-system"
@@ -27,6 +27,7 @@ CSI_DRIVER = "csi.bench.example.com"
 CSI_STAGE_SECRET = "csi-stage"  # per tenant namespace, shared by its PVs
 CSI_CONTROLLER_SECRET = "csi-controller"  # kube-system; not kubelet-visible, never reachable
 DRA_DRIVER = "gpu.bench.example.com"
+MAX_NODES = 1 << 16  # node n's host IP is 172.16.(n >> 8).(n & 255)
 
 # Kubernetes' random-suffix alphabet (no vowels, no confusable digits).
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -70,6 +71,8 @@ class Shape:
             raise ValueError("replicas and shared_pool must be at least 1")
         if max(self.pvc_fraction, self.unbound_fraction + self.terminal_fraction) > 1:
             raise ValueError("fractions must be within [0, 1] (unbound + terminal too)")
+        if self.nodes > MAX_NODES:  # host IPs and pod CIDRs take a node's index in two octets
+            raise ValueError(f"nodes must be at most {MAX_NODES}")
 
     @property
     def workloads_per_node(self) -> int:
@@ -88,7 +91,18 @@ PRESETS: dict[str, Shape] = {
     "small": Shape(nodes=20, pods_per_node=30, namespaces=36),
     # Upstream's scalability limits: 5,000 nodes, 150,000 pods.
     "large": Shape(nodes=5000, pods_per_node=30, namespaces=500),
+    # A million pods: large's densities on 33,333 nodes (999,990 pods), i.e. scale_shape(1_000_000).
+    "million": Shape(nodes=33_333, pods_per_node=30, namespaces=3_333),
 }
+PODS_PER_NODE = 30  # of every scaled shape, as in large
+
+
+def scale_shape(pods: int) -> Shape:
+    """The large preset scaled to ``pods``: same per-node and per-namespace density (150,000 *is* large)."""
+    large = PRESETS["large"]
+    nodes = max(1, pods // PODS_PER_NODE)
+    namespaces = max(1, round(large.namespaces * nodes / large.nodes))
+    return replace(large, nodes=nodes, namespaces=namespaces)
 
 
 def _digest(*parts: object) -> bytes:

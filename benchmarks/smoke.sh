@@ -31,6 +31,8 @@ for url in "$sqlite" "$pg"; do
 done
 # Last: sync_bench empties the databases it is given.
 $PY -m benchmarks.sync_bench --database-url "$sqlite" --database-url "$pg" --preset small --duration 3
+# Issue 14 part 5: the initial sync by size, extrapolated (empties the database it is given).
+$PY -m benchmarks.sync_scale --database-url "sqlite:///$work/sync.db" --sizes 300,600 --target 3000
 # Issue 14: nodeauthz load streaming vs whole-file, and the write paths against the raw insert.
 $PY -m benchmarks.load_bench --preset small
 $PY -m benchmarks.write_path --database-url "sqlite:///$work/write.db" --preset small

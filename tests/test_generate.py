@@ -6,12 +6,13 @@ import io
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from benchmarks.generate import PRESETS, generate, main, write_list
-from benchmarks.shapes import Shape, sample_checks
+from benchmarks.shapes import MAX_NODES, Shape, sample_checks, scale_shape
 
 SMALL = PRESETS["small"]
 MIRROR = "kubernetes.io/config.mirror"
@@ -217,3 +218,39 @@ def test_sample_checks_match_the_generated_graph(shape: Shape, seed: int) -> Non
         for topology in ("unique secret", "hot configmap", "pv secret 3-hop"):
             assert got[(topology, True)] and got[(topology, False)], topology
         assert got[("terminal pod secret", True)] and got[("unbound pod secret", False)]
+
+
+def test_million_preset_is_large_scaled_to_a_million_pods() -> None:
+    million = PRESETS["million"]
+    assert million == scale_shape(1_000_000)
+    assert scale_shape(150_000) == PRESETS["large"]
+    assert (million.nodes, million.pods, million.namespaces) == (33_333, 999_990, 3_333)
+
+
+# The million preset's node and namespace counts with one pod per node: names, addresses and the
+# sample checks' answers must hold at that many nodes and namespaces (the whole preset takes minutes).
+WIDE = replace(
+    PRESETS["million"], pods_per_node=1, daemonsets=0, mirror_pods_per_node=0, resource_slices_per_node=0
+)
+
+
+def test_names_and_addresses_stay_unique_at_the_million_presets_node_count() -> None:
+    objs = list(generate(WIDE, 3))
+    nodes = [o for o in objs if o["kind"] == "Node"]
+    assert len(nodes) == 33_333
+    for field in (
+        lambda n: n["metadata"]["name"],
+        lambda n: n["spec"]["podCIDR"],
+        lambda n: n["status"]["addresses"][0]["address"],
+    ):
+        assert len({field(n) for n in nodes}) == len(nodes)
+    names = [(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objs]
+    assert len(names) == len(set(names))
+    assert len({p["metadata"]["namespace"] for p in _pods(objs)}) == 3_333
+    reach = _reachable(objs)
+    checks = sample_checks(WIDE, 3)
+    for c in checks:
+        assert (c.node in reach.get((c.kind, c.namespace, c.name), set())) is c.expected_allowed, c
+    assert {c.topology for c in checks} >= {"unique secret", "hot configmap", "pv secret 3-hop"}
+    with pytest.raises(ValueError, match="nodes must be at most"):
+        replace(WIDE, nodes=MAX_NODES + 1)

@@ -35,7 +35,7 @@ from app.graph.bulk_rows import Key, PageRows, object_key, page_rows
 from app.graph.derivation import DerivedObject
 from app.graph.fence import Fence
 from app.graph.schema import objects
-from app.graph.store import CACHED_KINDS, GraphStore
+from app.graph.store import CACHED_KINDS, VERTEX_CACHE_LIMIT, GraphStore
 from app.graph.write_results import ApplyResult, SyncMark
 from app.k8s.kinds import VertexKey
 
@@ -165,6 +165,8 @@ class BulkLoad:
         if new:
             ids.update(zip(new, self._dialect.insert_new_vertices(conn, new), strict=True))
         cache.update((k, ids[k]) for k in missing if k.kind in CACHED_KINDS)
+        if len(cache) > VERTEX_CACHE_LIMIT:  # one transaction may span a whole file: bound it per page
+            cache.clear()
         return ids
 
 

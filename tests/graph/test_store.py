@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from app.graph import bulk_load
+from app.graph.bulk_load import BulkLoad
 from app.graph.derivation import derive
 from app.graph.reach import has_path
 from app.graph.schema import edges, objects, vertices
@@ -224,3 +226,28 @@ def test_concurrent_sqlite_writers_wait_instead_of_failing(
     assert errors == []
     assert all(reach(engine, f"n{n}", "secret", "shop", f"s{n}-39") for n in range(4))
     assert reach(engine, "n3", "secret", "shop", "shared")
+
+
+def test_one_bulk_transaction_keeps_the_vertex_cache_bounded(
+    store: GraphStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A whole file (a million pods) may be one transaction: the cache of shared vertex ids must not grow
+    # with it, and vertices cached before it is dropped must still be found, not inserted twice.
+    monkeypatch.setattr(bulk_load, "VERTEX_CACHE_LIMIT", 10)
+    with BulkLoad(store, assume_new=True) as bulk:
+        for page in range(6):
+            bulk.apply(
+                derive(
+                    pod(f"p{page}-{i}", "shop", f"n{i}", configmaps=("kube-root-ca.crt", f"own-{page}-{i}"))
+                )
+                for i in range(5)
+            )
+            assert len(store._vertex_ids) <= 10 + 5 * 3  # the limit, plus one page's node/configmaps
+    assert reach(engine, "n4", "configmap", "shop", "kube-root-ca.crt")
+    assert reach(engine, "n3", "configmap", "shop", "own-5-3")
+    assert not reach(engine, "n2", "configmap", "shop", "own-5-3")
+    with engine.connect() as conn:
+        root = select(func.count()).where(
+            vertices.c.kind == "configmap", vertices.c.name == "kube-root-ca.crt"
+        )
+        assert conn.execute(root).scalar_one() == 1
