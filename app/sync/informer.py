@@ -68,7 +68,9 @@ class InformerConfig:
     batch_window: float = 0.0
     poll: float = 0.2  # how often a waiting loop looks at the stop event
     # How many big lists may be parsed in child processes at once (app.sync.list_child); 0: none.
-    list_children: int = 1
+    # Two: at start-up the two biggest lists (pods, and PVs or secrets' owners) run at once, and the
+    # writer then does little more than write (measured, benchmarks/README.md).
+    list_children: int = 2
     list_child_min_items: int = CHILD_MIN_ITEMS  # ... when at least this many items follow the first page
 
 

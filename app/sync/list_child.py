@@ -45,9 +45,9 @@ def child_pages(
 
 
 class ListChildren:
-    """How many list children may run at once (one per spare core); 0 lists everything in threads."""
+    """How many list children may run at once; 0 lists everything in threads."""
 
-    def __init__(self, limit: int = 1, *, min_items: int = CHILD_MIN_ITEMS) -> None:
+    def __init__(self, limit: int = 2, *, min_items: int = CHILD_MIN_ITEMS) -> None:
         self.limit = limit
         self.min_items = min_items
         self._slots = threading.BoundedSemaphore(max(limit, 1))
