@@ -18,10 +18,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
@@ -39,6 +38,7 @@ from app.k8s.json_fields import FieldError
 from app.k8s.kinds import OWNER_KINDS, VertexKey
 from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
 from app.sync.api_client import KubeApi, ResourceSpec, WatchEvent
+from app.sync.freshness import Freshness, LagWindow
 from app.sync.informer import Informer, InformerConfig
 from app.sync.list_child import ListChildren
 from app.sync.list_pages import ListedPage, listed_page, object_key
@@ -51,16 +51,6 @@ APPLY_BATCH = 500  # objects per list transaction
 # What the database says about data it will not hold; anything else (connection, lock) is retried.
 REFUSED_DATA = (DataError, IntegrityError)
 REFUSED_DATA_TYPE = DataError | IntegrityError
-LAG_SAMPLES = 10_000
-
-
-@dataclass(frozen=True)
-class Freshness:
-    """Event arrival -> commit lag over the recent samples, in seconds (None without samples)."""
-
-    samples: int
-    p50: float | None
-    p99: float | None
 
 
 class SyncWorker:
@@ -90,8 +80,7 @@ class SyncWorker:
         self._discovered = False
         self._write_lock = threading.Lock()
         self._lost: str | None = None  # why the lease was lost (the message only: no frames kept)
-        self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
-        self._lag_lock = threading.Lock()
+        self._lags = LagWindow()
         self.metrics = sync_metrics()
         self.object_counts: dict[str, int] = {}  # the running counts behind nodeauthz_objects/_edges
         self.edge_count = 0
@@ -110,11 +99,7 @@ class SyncWorker:
         return frozenset(self._listed)
 
     def freshness(self) -> Freshness:
-        with self._lag_lock:
-            lags = sorted(self._lags)
-        if not lags:
-            return Freshness(0, None, None)
-        return Freshness(len(lags), _quantile(lags, 0.50), _quantile(lags, 0.99))
+        return self._lags.freshness()
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -271,8 +256,7 @@ class SyncWorker:
         now = time.monotonic()
         if events:
             lags = [now - e.arrived for e in events]
-            with self._lag_lock:
-                self._lags.extend(lags)
+            self._lags.extend(lags)
             histogram = self.metrics.lag.labels(resource)
             for lag in lags:
                 histogram.observe(lag)
@@ -401,9 +385,3 @@ class SyncWorker:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _quantile(ordered: Iterable[float], q: float) -> float:
-    values = list(ordered)
-    index = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
-    return values[index]
