@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-from types import FrameType
 from typing import Any
 
 from app.cli.errors import UsageError
@@ -51,11 +50,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         serve_metrics(args.metrics_port)
     writer = ElectedWriter(options)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        writer.stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, writer.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         writer.run()
     finally:

@@ -141,6 +141,7 @@ class BulkLoad:
         rows = [(owner_ids[o], ids[s], ids[t], ids[n]) for o, s, t, n in edges]
         self._dialect.insert_edges(conn, rows)  # type: ignore[arg-type]  # every id is set
         self.store._closure.touched(vid[page.vertices[v]] for v in {src for _, src, _, _ in edges})
+        self.store._planner.edges_inserted_locked(conn, len(rows))
         return len(edges)
 
     def _vertex_ids(self, conn: Connection, keys: list[Key]) -> dict[Key, int]:

@@ -29,6 +29,7 @@ from app.graph.closure import ClosureKeeper
 from app.graph.derivation import DerivedObject
 from app.graph.dialects import for_engine
 from app.graph.fence import Fence, FenceSource, check_fence_locked
+from app.graph.planner_stats import PlannerStats
 from app.graph.schema import edges, objects, sync_state, unstored_objects, vertices
 from app.graph.write_results import ApplyResult, SyncMark
 from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
@@ -65,6 +66,8 @@ class GraphStore:
         self._vertex_ids: dict[VertexKey, int] = {}
         # The PV-secret closure, recomputed for the edges each transaction changes (app.graph.closure).
         self._closure = ClosureKeeper()
+        # PostgreSQL's statistics, kept up with the edges this writer inserts (app.graph.planner_stats).
+        self._planner = PlannerStats(self._dialect)
         # One write transaction at a time per store: the closure keeper's touched set and the vertex-id
         # cache belong to the transaction in progress (two at once on PostgreSQL could refresh each
         # other's closure rows away). Re-entrant: a write may set an object aside inside another.
@@ -143,6 +146,7 @@ class GraphStore:
         self._vertex_ids.clear()
         self._has_unstored = None
         self._closure.forget()
+        self._planner.forget()
 
     def owned_keys(self, kind: str) -> set[VertexKey]:
         """Every stored object of one owner kind: what a re-list reconciles against."""
@@ -276,6 +280,7 @@ class GraphStore:
                 rows[(owner, ids[e.source], ids[e.target])] = node_id
         self._dialect.insert_edges(conn, [(o, f, t, n) for (o, f, t), n in rows.items()])
         self._closure.touched(f for _, f, _ in rows)
+        self._planner.edges_inserted_locked(conn, len(rows))
         return len(rows)
 
     def _vertex_ids_locked(self, conn: Connection, keys: set[VertexKey]) -> dict[VertexKey, int]:
@@ -371,9 +376,11 @@ class _Transaction:
                 self.conn.rollback()
                 self.store._vertex_ids.clear()
                 self.store._closure.forget()
+                self.store._planner.forget()
         except BaseException:
             self.store._vertex_ids.clear()
             self.store._closure.forget()
+            self.store._planner.forget()
             raise
         finally:
             self.conn.close()

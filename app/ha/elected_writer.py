@@ -11,7 +11,9 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
+from types import FrameType
 
 from app.graph.database import make_engine
 from app.graph.fence import Fence, FenceSource, LeaseLost
@@ -28,6 +30,8 @@ LOG = logging.getLogger("nodeauthz.replica")
 FRESHNESS_LOG_INTERVAL_S = float(
     os.environ.get("NODEAUTHZ_FRESHNESS_LOG_INTERVAL") or 60.0
 )  # benchmarks shorten it
+# How soon ``run`` notices a stop asked for by a signal handler (which may not take a lock: see request_stop).
+STOP_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class ElectedWriter:
         )
         self._worker: SyncWorker | None = None
         self._worker_stop = threading.Event()
+        self._stop_signal: str | None = None  # set by request_stop, read by run
         self._thread: threading.Thread | None = None
 
     def _elected(self, fence: Fence) -> None:
@@ -106,30 +111,46 @@ class ElectedWriter:
             self._thread.join(timeout=30)
             self._thread = None
 
+    def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:
+        """Ask ``run`` to stop; the SIGTERM/SIGINT handler. It takes no lock: ``stop.set()`` here
+        deadlocked the main thread when a second SIGTERM (the parent-death signal, then the parent
+        watchdog's) landed while the first handler held the event's lock, leaving a headless writer
+        on the lease."""
+        self._stop_signal = signal.Signals(signum).name
+
     def run(self) -> None:
         leader_metrics().is_leader.set(0)
         self.loop.start()
-        while not self.stop.wait(FRESHNESS_LOG_INTERVAL_S):
-            worker = self._worker
-            if worker is not None and self._thread is not None:
-                fresh = worker.freshness()
-                if fresh.p50 is not None and fresh.p99 is not None:
-                    LOG.info(
-                        "freshness: event arrival -> commit over %d events: p50 %.1f ms, p99 %.1f ms",
-                        fresh.samples,
-                        fresh.p50 * 1000,
-                        fresh.p99 * 1000,
-                    )
+        next_log = time.monotonic() + FRESHNESS_LOG_INTERVAL_S
+        while self._stop_signal is None and not self.stop.wait(STOP_POLL_S):
+            if time.monotonic() >= next_log:
+                next_log = time.monotonic() + FRESHNESS_LOG_INTERVAL_S
+                self._log_freshness()
+        if self._stop_signal is not None:
+            LOG.info("received %s; stopping the writer", self._stop_signal)
+        self.stop.set()
         self.loop.stop()  # deposes (stops the informers), then releases the lease
         self.manager.close()
         self.api.close()
         self.engine.dispose()
+
+    def _log_freshness(self) -> None:
+        worker = self._worker
+        if worker is not None and self._thread is not None:
+            fresh = worker.freshness()
+            if fresh.p50 is not None and fresh.p99 is not None:
+                LOG.info(
+                    "freshness: event arrival -> commit over %d events: p50 %.1f ms, p99 %.1f ms",
+                    fresh.samples,
+                    fresh.p50 * 1000,
+                    fresh.p99 * 1000,
+                )
 
 
 def writer_main(options: WriterOptions) -> None:
     """Entry point of the writer child process."""
     configure_logging(options.log_level, options.log_format)
     writer = ElectedWriter(options)
-    signal.signal(signal.SIGTERM, lambda *_: writer.stop.set())
+    signal.signal(signal.SIGTERM, writer.request_stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     writer.run()

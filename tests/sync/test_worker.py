@@ -21,6 +21,7 @@ from app.graph.explain import graph_stats
 from app.graph.fence import Fence, LeaseLost
 from app.graph.reach import has_path
 from app.graph.store import GraphStore
+from app.ha.lease_record import read_lease
 from app.sync.api_client import KubeApi
 from app.sync.informer import InformerConfig
 from app.sync.worker import SyncWorker
@@ -270,6 +271,39 @@ def test_cli_sync_runs_until_sigterm(
         wait_for(lambda: value(httpx.get(scrape, timeout=5).text, "nodeauthz_objects", kind="pod") == 2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_sync_stops_and_releases_the_lease_on_a_burst_of_signals(
+    database_url: str, engine: Engine, server: FakeApiServer, tmp_path: Path
+) -> None:
+    """A writer gets SIGTERM twice when its parent dies (the kernel's parent-death signal, then its
+    watchdog's), and an operator's Ctrl-C comes in repeats. A handler that took a lock deadlocked
+    when the next signal landed inside it: the writer hung on, holding the lease, headless."""
+    server.create("pods", pod("a", secret="sa"))
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--database-url", database_url, "sync"]
+        + ["--kubeconfig", str(kubeconfig), "--resources", "pods,nodes"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: reachable(engine, "n1", "secret", "default", "sa"), timeout=20)
+        for i in range(2000):
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGINT if i % 2 else signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        with engine.connect() as conn:
+            lease = read_lease(conn)
+        assert lease is not None and lease.expired, "the lease was not given back for a peer"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -109,6 +109,15 @@ class DialectImpl(abc.ABC):
     def open_liveness(self, engine: Engine, lease: str) -> LivenessLocks:
         """The per-epoch liveness locks of ``lease`` (``app.graph.dialects.liveness``); opened lazily."""
 
+    # -- planner statistics (app.graph.planner_stats) --------------------------------------------------
+
+    def statistics_rows(self, conn: Connection, table: str) -> float | None:
+        """How many rows the planner's statistics count in ``table``; None: this database plans without."""
+        return None
+
+    def analyze(self, conn: Connection, tables: Sequence[str]) -> None:  # noqa: B027 - optional
+        """Refresh the planner's statistics of ``tables`` (called only where ``statistics_rows`` answers)."""
+
     # -- the request path ----------------------------------------------------------------------------
 
     @abc.abstractmethod

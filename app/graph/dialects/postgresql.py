@@ -181,6 +181,22 @@ class PostgresqlImpl(DialectImpl):
             url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
         )
 
+    def statistics_rows(self, conn: Connection, table: str) -> float | None:
+        # Without column statistics the planner guesses every selectivity, whatever reltuples says
+        # (-1 before the first ANALYZE; kept by a rolled-back one, whose column statistics are gone).
+        value = conn.execute(
+            text(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = current_schema()"
+                " AND tablename = :t) THEN reltuples ELSE 0 END FROM pg_class WHERE oid = to_regclass(:t)"
+            ),
+            {"t": table},
+        ).scalar()
+        return max(float(value or 0.0), 0.0)
+
+    def analyze(self, conn: Connection, tables: Sequence[str]) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        conn.execute(text("ANALYZE " + ", ".join(quote(t) for t in tables)))
+
     def limit_statement_time(self, conn: Connection, milliseconds: int) -> None:
         conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(milliseconds)})
 
