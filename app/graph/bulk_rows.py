@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.graph.derivation import DerivedObject
-from app.graph.dialects.base import ObjectRow
 from app.k8s.kinds import NODE, VertexKey
+
+if TYPE_CHECKING:  # only the type: a list child process (app.sync.list_child) never loads SQLAlchemy
+    from app.graph.dialects.base import ObjectRow
 
 Key = tuple[str, str, str]  # kind, namespace, name (a VertexKey, or a plain tuple equal to one)
 IndexedEdge = tuple[int, int, int, int]  # owner index, source index, target index, node index (-1: none)

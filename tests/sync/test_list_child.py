@@ -71,7 +71,7 @@ def sync_once(store: GraphStore, api: KubeApi, config: InformerConfig) -> SyncWo
 
 
 def spawned_children(pid: int) -> list[int]:
-    """The multiprocessing children of ``pid`` (not its resource tracker)."""
+    """The list (row) children of ``pid``."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
@@ -79,7 +79,7 @@ def spawned_children(pid: int) -> list[int]:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"spawn_main" in cmdline:
+            if b"app.sync.row_process" in cmdline:
                 found.append(int(child))
     return found
 
