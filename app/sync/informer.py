@@ -6,7 +6,9 @@ resourceVersion with bookmarks; after a clean timeout or a cut connection,
 watch again from the last resourceVersion the sink accepted; on 410 (HTTP or
 ERROR event) re-list; on other errors back off exponentially with jitter.
 The position only advances after the sink returns, so a failed commit is
-re-delivered rather than lost.
+re-delivered rather than lost. The rest of a big list may be fetched and parsed
+in a child process (``app.sync.list_child``): its pages reach the sink already
+derived (``list_rows``), and its errors are raised here like the loop's own.
 """
 
 from __future__ import annotations
