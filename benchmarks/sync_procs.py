@@ -97,10 +97,26 @@ class Proc:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def start_sync(url: str, kubeconfig: Path, resources: str, log: Path) -> Proc:
-    return Proc(
-        ["--database-url", url, "sync", "--kubeconfig", str(kubeconfig), "--resources", resources], log
-    )
+def start_sync(url: str, kubeconfig: Path, resources: str, log: Path, list_children: int = 1) -> Proc:
+    args = ["--database-url", url, "sync", "--kubeconfig", str(kubeconfig), "--resources", resources]
+    return Proc([*args, "--list-children", str(list_children)], log)
+
+
+def children_of(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found.extend(int(c) for c in (task / "children").read_text().split())
+    except OSError:
+        pass
+    return found
+
+
+def reaped_children_cpu(pid: int) -> float:
+    """User + system CPU time of the children ``pid`` has waited for (cutime + cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 class Replica(Proc):

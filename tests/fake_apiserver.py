@@ -110,6 +110,7 @@ class FakeApiServer:
         self.access: dict[tuple[str, str, str, str, str], bool | tuple[bool, str]] = {}
         self.access_reviews: list[dict[str, Any]] = []  # every review received, in order
         self.access_delay = 0.0  # seconds before each SubjectAccessReview is answered
+        self.continue_delay = 0.0  # seconds before each list page after the first is answered
         self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])])
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -309,6 +310,8 @@ class FakeApiServer:
                 float(query.get("timeoutSeconds", 1800)),
             )
         self.requests[f"list:{resource}"] += 1
+        if self.continue_delay and query.get("continue"):
+            await asyncio.sleep(self.continue_delay)
         return self._list(resource, int(query.get("limit") or 0), query.get("continue") or "")
 
     async def _access_review(self, request: Request) -> Response:

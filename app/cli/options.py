@@ -265,11 +265,20 @@ def add_writer_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="this writer's lease identity (default host-pid-random; env NODEAUTHZ_HOLDER)",
     )
+    parser.add_argument(
+        "--list-children",
+        type=int,
+        default=2,
+        help="processes that may parse big lists beside the writer, on another core (0: none, every list "
+        "is parsed in the writer; default 2; env NODEAUTHZ_LIST_CHILDREN)",
+    )
 
 
 def writer_options(args: argparse.Namespace, url: str) -> WriterOptions:
     if args.lease_duration < 3:
         raise UsageError("--lease-duration must be at least 3 seconds")
+    if args.list_children < 0:
+        raise UsageError("--list-children must be 0 or more")
     return WriterOptions(
         database_url=url,
         holder=args.holder or unique_holder(),
@@ -277,6 +286,7 @@ def writer_options(args: argparse.Namespace, url: str) -> WriterOptions:
         context=args.context,
         resources=tuple(parse_resources(args.resources)),
         lease_duration=args.lease_duration,
+        list_children=args.list_children,
         log_level=args.log_level,
         log_format=getattr(args, "log_format", None) or "text",
     )

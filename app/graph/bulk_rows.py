@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.graph.derivation import DerivedObject
-from app.graph.dialects.base import ObjectRow
 from app.k8s.kinds import NODE, VertexKey
+
+if TYPE_CHECKING:  # only the type: a list child process (app.sync.list_child) never loads SQLAlchemy
+    from app.graph.dialects.base import ObjectRow
 
 Key = tuple[str, str, str]  # kind, namespace, name (a VertexKey, or a plain tuple equal to one)
 IndexedEdge = tuple[int, int, int, int]  # owner index, source index, target index, node index (-1: none)
@@ -71,3 +74,20 @@ def page_rows(items: Iterable[DerivedObject], facts: list[FactRow] | None = None
             rows[(src, dst)] = -1 if node is None else add((NODE, "", node), len(index))
         edges.extend((i, src, dst, n) for (src, dst), n in rows.items())
     return PageRows(objects, list(index), edges, anchors, facts or [])
+
+
+def split_rows(page: PageRows) -> list[PageRows]:
+    """One PageRows per object of ``page`` (each sharing its vertex list), to find the one a database refuses."""
+    edges: list[list[IndexedEdge]] = [[] for _ in page.objects]
+    for o, s, t, n in page.edges:
+        edges[o].append((0, s, t, n))
+    anchors: list[list[tuple[int, int]]] = [[] for _ in page.objects]
+    for o, v in page.anchors:
+        anchors[o].append((0, v))
+    facts = dict(page.facts)
+    return [
+        PageRows(
+            [row], page.vertices, edges[i], anchors[i], [(k, facts[k])] if (k := row[:3]) in facts else []
+        )
+        for i, row in enumerate(page.objects)
+    ]

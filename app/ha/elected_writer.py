@@ -22,6 +22,7 @@ from app.ha.leader_loop import LeaderLoop
 from app.ha.lease import LeaseManager
 from app.ha.metrics import leader_metrics
 from app.sync.api_client import KubeApi
+from app.sync.informer import InformerConfig
 from app.sync.worker import SyncWorker
 from app.telemetry.logs import configure_logging
 
@@ -41,6 +42,7 @@ class WriterOptions:
     context: str | None = None
     resources: tuple[str, ...] = ()
     lease_duration: float = 15.0
+    list_children: int = 2  # processes that may parse big lists (app.sync.list_child)
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -73,7 +75,8 @@ class ElectedWriter:
         # taken over while this process was paused) the worker's writes fail with LeaseLost, even
         # if this replica has been elected again meanwhile.
         self.store = GraphStore(self.engine, fence=self._term_fence(fence))
-        self._worker = SyncWorker(self.store, self.api, resources=resources)
+        config = InformerConfig(list_children=self.options.list_children)
+        self._worker = SyncWorker(self.store, self.api, resources=resources, config=config)
         self._thread = threading.Thread(target=self._run_worker, name="sync-worker", daemon=True)
         self._thread.start()
 

@@ -41,6 +41,10 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type[ApiError], tuple[int, str, str]]:
+        # Raised in a list child process and re-raised in the writer: keep the status.
+        return (ApiError, (self.status, self.reason, self.message))
+
     @property
     def expired(self) -> bool:
         """410 Gone/Expired: the resourceVersion or continue token is too old; re-list."""
@@ -70,6 +74,7 @@ class ListPage:
     items: list[dict[str, Any]]
     resource_version: str
     continue_token: str
+    remaining: int | None = None  # metadata.remainingItemCount: how many items the next pages hold
 
 
 @dataclass(frozen=True)
@@ -174,8 +179,13 @@ class WatchStream:
 class KubeApi:
     """Raw list/watch/discovery over an ``ApiClient``'s configuration and pool."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(
+        self, api_client: client.ApiClient, source: tuple[str | None, str | None] | None = None
+    ) -> None:
+        """``source``: the (kubeconfig, context) it was configured from, so that another process
+        (a list child) can configure its own client the same way; None: built some other way."""
         self.api_client = api_client
+        self.source = source
 
     @classmethod
     def from_config(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
@@ -192,7 +202,7 @@ class KubeApi:
             config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
         # One connection per concurrent watch plus lists and discovery.
         configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 32)
-        return cls(client.ApiClient(configuration))
+        return cls(client.ApiClient(configuration), (kubeconfig, context))
 
     def close(self) -> None:
         self.api_client.close()  # type: ignore[no-untyped-call]
@@ -230,10 +240,12 @@ class KubeApi:
         doc = self.get_json(spec.path, params)
         meta = doc.get("metadata") or {}
         items = doc.get("items") or []
+        remaining = meta.get("remainingItemCount")
         return ListPage(
             items=[i for i in items if isinstance(i, dict)],
             resource_version=str(meta.get("resourceVersion", "")),
             continue_token=str(meta.get("continue") or ""),
+            remaining=remaining if isinstance(remaining, int) else None,
         )
 
     def watch(self, spec: ResourceSpec, *, resource_version: str, timeout_seconds: int) -> WatchStream:

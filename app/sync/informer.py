@@ -6,7 +6,9 @@ resourceVersion with bookmarks; after a clean timeout or a cut connection,
 watch again from the last resourceVersion the sink accepted; on 410 (HTTP or
 ERROR event) re-list; on other errors back off exponentially with jitter.
 The position only advances after the sink returns, so a failed commit is
-re-delivered rather than lost.
+re-delivered rather than lost. The rest of a big list may be fetched and parsed
+in a child process (``app.sync.list_child``): its pages reach the sink already
+derived (``list_rows``), and its errors are raised here like the loop's own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.sync.api_client import ApiError, KubeApi, ResourceSpec, StreamEnded, WatchEvent, WatchStream
+from app.sync.api_client import (
+    ApiError,
+    KubeApi,
+    ListPage,
+    ResourceSpec,
+    StreamEnded,
+    WatchEvent,
+    WatchStream,
+)
+from app.sync.list_child import CHILD_MIN_ITEMS, ChildList, ListChildren
+from app.sync.list_pages import ListedPage
 from app.sync.metrics import sync_metrics
 
 log = logging.getLogger(__name__)
@@ -30,6 +42,9 @@ class Sink(Protocol):
     def list_started(self, resource: str) -> None: ...
 
     def list_page(self, resource: str, items: list[dict[str, Any]]) -> None: ...
+
+    def list_rows(self, resource: str, page: ListedPage) -> None:
+        """A page parsed and derived elsewhere (a list child): as ``list_page``, minus that work."""
 
     def list_finished(self, resource: str, resource_version: str) -> None: ...
 
@@ -54,6 +69,11 @@ class InformerConfig:
     # and higher burst throughput than 5 ms, since commits taking longer grow batches anyway.
     batch_window: float = 0.0
     poll: float = 0.2  # how often a waiting loop looks at the stop event
+    # How many big lists may be parsed in child processes at once (app.sync.list_child); 0: none.
+    # Two: at start-up the two biggest lists (pods, and PVs or secrets' owners) run at once, and the
+    # writer then does little more than write (measured, benchmarks/README.md).
+    list_children: int = 2
+    list_child_min_items: int = CHILD_MIN_ITEMS  # ... when at least this many items follow the first page
 
 
 class _Relist(Exception):
@@ -70,10 +90,13 @@ class Informer:
         resource_version: str | None = None,
         config: InformerConfig | None = None,
         fatal: tuple[type[BaseException], ...] = (),
+        children: ListChildren | None = None,
     ) -> None:
         """``resource_version``: a stored position to watch from (no list first); ``fatal``:
-        exceptions (from the sink) that end the loop instead of being retried."""
+        exceptions (from the sink) that end the loop instead of being retried; ``children``: where
+        the rest of a big list may be parsed (None: always in this thread)."""
         self.api = api
+        self.children = children
         self.spec = spec
         self.sink = sink
         self.config = config or InformerConfig()
@@ -125,20 +148,50 @@ class Informer:
 
     def _list(self, stop: threading.Event) -> None:
         self.sink.list_started(self.spec.name)
-        token = ""
-        while True:
-            if stop.is_set():
-                return
-            page = self.api.fetch_page(self.spec, limit=self.config.page_size, continue_token=token)
-            self.sink.list_page(self.spec.name, page.items)
-            token = page.continue_token
-            if not token:
-                break
-        self.sink.list_finished(self.spec.name, page.resource_version)
-        self.resource_version = page.resource_version
+        page = self.api.fetch_page(self.spec, limit=self.config.page_size)
+        resource_version: str | None = page.resource_version
+        if self.children is not None and self.children.wanted(self.api, page):
+            with self.children.slot() as free:
+                if free:
+                    resource_version = self._list_in_child(page, stop)
+                else:
+                    resource_version = self._list_here(page, stop)
+        else:
+            resource_version = self._list_here(page, stop)
+        if resource_version is None:  # stopped
+            return
+        self.sink.list_finished(self.spec.name, resource_version)
+        self.resource_version = resource_version
         self.lists_completed += 1
         sync_metrics().relists.labels(self.spec.name).inc()
         self._failures = 0
+
+    def _list_here(self, page: ListPage, stop: threading.Event) -> str | None:
+        """This page and the following ones, fetched and parsed in this thread; the list's position."""
+        while True:
+            self.sink.list_page(self.spec.name, page.items)
+            if not page.continue_token:
+                return page.resource_version
+            if stop.is_set():
+                return None
+            page = self.api.fetch_page(
+                self.spec, limit=self.config.page_size, continue_token=page.continue_token
+            )
+
+    def _list_in_child(self, first: ListPage, stop: threading.Event) -> str | None:
+        """The first page here while a child starts up and fetches the rest; the list's position."""
+        child = ChildList(self.api, self.spec, self.config.page_size, first.continue_token, stop)
+        child.start()
+        try:
+            log.info(
+                "%s: listing the rest (%s items) in process %s", self.spec.name, first.remaining, child.pid
+            )
+            self.sink.list_page(self.spec.name, first.items)
+            for listed in child:
+                self.sink.list_rows(self.spec.name, listed)
+        finally:
+            child.close()
+        return child.resource_version
 
     def _watch(self, stop: threading.Event) -> None:
         assert self.resource_version is not None

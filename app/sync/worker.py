@@ -18,16 +18,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.graph.admission_facts import FactWriter
 from app.graph.bulk_load import bulk_apply, kind_is_empty
+from app.graph.bulk_rows import Key, PageRows, split_rows
 from app.graph.derivation import DerivedObject, InvalidObject, derive
 from app.graph.explain import graph_totals
 from app.graph.fence import LeaseLost
@@ -35,10 +35,13 @@ from app.graph.store import GraphStore
 from app.graph.write_results import ApplyResult, SyncMark
 from app.k8s.admission_facts import FACT_KINDS, derive_facts
 from app.k8s.json_fields import FieldError
-from app.k8s.kinds import CLUSTER_SCOPED, OWNER_KINDS, VertexKey
+from app.k8s.kinds import OWNER_KINDS, VertexKey
 from app.k8s.watched_resources import CANDIDATES, RESOURCE_NAMES
 from app.sync.api_client import KubeApi, ResourceSpec, WatchEvent
+from app.sync.freshness import Freshness, LagWindow
 from app.sync.informer import Informer, InformerConfig
+from app.sync.list_child import ListChildren
+from app.sync.list_pages import ListedPage, listed_page, object_key
 from app.sync.metrics import sync_metrics
 from app.telemetry.prometheus import database_errors
 
@@ -47,16 +50,7 @@ log = logging.getLogger(__name__)
 APPLY_BATCH = 500  # objects per list transaction
 # What the database says about data it will not hold; anything else (connection, lock) is retried.
 REFUSED_DATA = (DataError, IntegrityError)
-LAG_SAMPLES = 10_000
-
-
-@dataclass(frozen=True)
-class Freshness:
-    """Event arrival -> commit lag over the recent samples, in seconds (None without samples)."""
-
-    samples: int
-    p50: float | None
-    p99: float | None
+REFUSED_DATA_TYPE = DataError | IntegrityError
 
 
 class SyncWorker:
@@ -78,7 +72,7 @@ class SyncWorker:
         self.skipped: dict[str, str] = {}  # resource -> why it is not watched
         self.served: list[ResourceSpec] = []
         self._kinds: dict[str, str] = {}
-        self._seen: dict[str, set[VertexKey]] = {}
+        self._seen: dict[str, set[Key]] = {}
         self._listed: set[str] = set()
         self._fresh: dict[str, bool] = {}  # resource -> its list started with no stored objects
         self._current: set[str] = set()  # resources whose sync mark this worker has written
@@ -86,8 +80,7 @@ class SyncWorker:
         self._discovered = False
         self._write_lock = threading.Lock()
         self._lost: str | None = None  # why the lease was lost (the message only: no frames kept)
-        self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
-        self._lag_lock = threading.Lock()
+        self._lags = LagWindow()
         self.metrics = sync_metrics()
         self.object_counts: dict[str, int] = {}  # the running counts behind nodeauthz_objects/_edges
         self.edge_count = 0
@@ -106,11 +99,7 @@ class SyncWorker:
         return frozenset(self._listed)
 
     def freshness(self) -> Freshness:
-        with self._lag_lock:
-            lags = sorted(self._lags)
-        if not lags:
-            return Freshness(0, None, None)
-        return Freshness(len(lags), _quantile(lags, 0.50), _quantile(lags, 0.99))
+        return self._lags.freshness()
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -121,6 +110,7 @@ class SyncWorker:
         self._start_counts()
         halt = threading.Event()
         failures: list[BaseException] = []
+        children = ListChildren(self.config.list_children, min_items=self.config.list_child_min_items)
         informers = [
             Informer(
                 self.api,
@@ -129,6 +119,7 @@ class SyncWorker:
                 resource_version=self._resume_from(spec),
                 config=self.config,
                 fatal=(LeaseLost,),
+                children=children,
             )
             for spec in self.served
         ]
@@ -202,25 +193,19 @@ class SyncWorker:
         self._fresh[resource] = kind_is_empty(self.store, self._kinds[resource])
 
     def list_page(self, resource: str, items: list[dict[str, Any]]) -> None:
-        kind = self._kinds[resource]
-        derived: list[DerivedObject] = []
-        facts: list[tuple[VertexKey, bytes]] = []
-        no_facts: list[VertexKey] = []
-        seen = self._seen[resource]
-        for item in items:
-            obj = self._derive(resource, kind, item)
-            if obj is not None:
-                derived.append(obj)
-                seen.add(obj.key)
-                self._facts_of(resource, obj, item, facts, no_facts)
-            else:
-                # Keep a malformed object's stored version, exactly as a skipped watch event would.
-                key = _key(kind, item)
-                if key is not None:
-                    seen.add(key)
+        self.list_rows(resource, listed_page(resource, self._kinds[resource], items))
+
+    def list_rows(self, resource: str, page: ListedPage) -> None:
+        for warning in page.warnings:
+            log.warning("%s", warning)
+        if page.invalid:
+            self.metrics.skipped.labels(self._kinds[resource], "invalid").inc(page.invalid)
+        # A malformed object's key counts as seen: its stored version is kept, as a skipped watch
+        # event would keep it.
+        self._seen[resource].update(page.seen)
         with self._writing():
-            self.facts.write(facts, no_facts)  # before the graph rows (see events)
-            self._apply_page(resource, derived)
+            self.facts.write(page.rows.facts, page.no_facts)  # before the graph rows (see events)
+            self._apply_page(resource, replace(page.rows, facts=[]))
 
     def list_finished(self, resource: str, resource_version: str) -> None:
         kind = self._kinds[resource]
@@ -244,7 +229,7 @@ class SyncWorker:
         for event in events:
             obj = self._derive(resource, kind, event.object)
             if event.type == "DELETED":
-                key = obj.key if obj is not None else _key(kind, event.object)
+                key = obj.key if obj is not None else object_key(kind, event.object)
                 if key is not None:
                     ops[key] = None
             elif obj is not None and event.type in ("ADDED", "MODIFIED"):
@@ -271,8 +256,7 @@ class SyncWorker:
         now = time.monotonic()
         if events:
             lags = [now - e.arrived for e in events]
-            with self._lag_lock:
-                self._lags.extend(lags)
+            self._lags.extend(lags)
             histogram = self.metrics.lag.labels(resource)
             for lag in lags:
                 histogram.observe(lag)
@@ -299,17 +283,21 @@ class SyncWorker:
             self.metrics.objects.labels(kind).set(count)
         self.metrics.edges.set(self.edge_count)
 
-    def _apply_page(self, resource: str, items: list[DerivedObject]) -> None:
-        """A list page through the bulk path, one transaction; if the database refuses it, as events are."""
-        if not items:  # nothing to write: no transaction (an empty list is one empty page)
+    def _apply_page(self, resource: str, page: PageRows) -> None:
+        """A list page through the bulk path, one transaction; if the database refuses it, object by
+        object, setting aside what it refuses (as ``_apply`` does for events)."""
+        if not page.objects:  # nothing to write: no transaction (an empty list is one empty page)
             return
         try:
-            self._count(bulk_apply(self.store, items, assume_new=self._fresh.get(resource, False)))
+            self._count(bulk_apply(self.store, page, assume_new=self._fresh.get(resource, False)))
             return
         except REFUSED_DATA:
             self._fresh[resource] = False
-        for start in range(0, len(items), APPLY_BATCH):
-            self._apply(resource, items[start : start + APPLY_BATCH])
+        for one in split_rows(page):
+            try:
+                self._count(bulk_apply(self.store, one))
+            except REFUSED_DATA as exc:
+                self._set_aside(resource, one.objects[0], exc)
 
     def _apply(self, resource: str, items: list[DerivedObject], *, mark: SyncMark | None = None) -> None:
         """Apply a batch; an object the database refuses is set aside so it cannot block the rest.
@@ -326,18 +314,19 @@ class SyncWorker:
             try:
                 self._count(self.store.apply([obj]))
             except REFUSED_DATA as exc:
-                reason = _first_line(exc.orig or exc)
-                log.error(
-                    "%s: cannot store %s (set aside, access it grants is removed): %s",
-                    resource,
-                    obj.key,
-                    reason,
+                self._set_aside(
+                    resource, (obj.kind, obj.namespace, obj.name, obj.uid, obj.resource_version), exc
                 )
-                self._count(self.store.set_aside(obj.key, obj.resource_version, reason))
-                self.set_aside += 1
-                self.metrics.skipped.labels(obj.kind, "refused").inc()
         if mark is not None:
             self.store.mark(mark)
+
+    def _set_aside(self, resource: str, row: tuple[Any, ...], exc: REFUSED_DATA_TYPE) -> None:
+        """The database refuses this object (kind, namespace, name, uid, resourceVersion, ...)."""
+        key, reason = VertexKey(row[0], row[1], row[2]), _first_line(exc.orig or exc)
+        log.error("%s: cannot store %s (set aside, access it grants is removed): %s", resource, key, reason)
+        self._count(self.store.set_aside(key, row[4], reason))
+        self.set_aside += 1
+        self.metrics.skipped.labels(key.kind, "refused").inc()
 
     def watch_established(self, resource: str, resource_version: str) -> None:
         # A writer that resumed from a stored position is current once its watch is open: say so
@@ -388,28 +377,11 @@ class SyncWorker:
             return derive(raw, kind)
         except InvalidObject as exc:
             self.metrics.skipped.labels(kind, "invalid").inc()
-            key = _key(kind, raw)
+            key = object_key(kind, raw)
             log.warning("%s: skipping malformed object %s: %s", resource, key or "(no name)", exc)
             return None
-
-
-def _key(kind: str, raw: Mapping[str, Any]) -> VertexKey | None:
-    """The object's key from its metadata alone, when even that much is readable."""
-    meta = raw.get("metadata")
-    if not isinstance(meta, Mapping):
-        return None
-    name, namespace = meta.get("name"), meta.get("namespace", "")
-    if not isinstance(name, str) or not name or not isinstance(namespace, str):
-        return None
-    return VertexKey(kind, "" if kind in CLUSTER_SCOPED else namespace, name)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _quantile(ordered: Iterable[float], q: float) -> float:
-    values = list(ordered)
-    index = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
-    return values[index]
