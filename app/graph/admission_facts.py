@@ -15,7 +15,7 @@ nodes today); its facts must then be stored too, else the lookup raises
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
@@ -96,11 +96,16 @@ class FactWriter:
             conn.execute(mark.on_conflict_do_update(index_elements=["resource"], set_=values))
 
     def stored_keys(self, kind: str) -> set[VertexKey]:
+        return set(self.stream_stored_keys(kind))
+
+    def stream_stored_keys(self, kind: str) -> Iterator[VertexKey]:
+        """The keys of ``kind`` with stored facts, streamed (a re-list reconciles against them)."""
         stmt = select(admission_facts.c.namespace, admission_facts.c.name).where(
             admission_facts.c.kind == kind
         )
         with self.engine.connect() as conn:
-            return {VertexKey(kind, ns, name) for ns, name in conn.execute(stmt)}
+            for ns, name in conn.execution_options(yield_per=10_000).execute(stmt):
+                yield VertexKey(kind, ns, name)
 
     def listed(self, resource: str) -> bool:
         """Whether a complete list of ``resource`` has filled its facts (then a stored position may resume)."""

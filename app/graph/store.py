@@ -36,6 +36,7 @@ from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
 
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
 VERTEX_CACHE_LIMIT = 100_000
+STREAM_ROWS = 10_000  # rows per fetch when streaming keys
 CACHED_KINDS = frozenset({NODE, CONFIGMAP, SERVICEACCOUNT})
 APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
 
@@ -148,11 +149,26 @@ class GraphStore:
         self._closure.forget()
         self._planner.forget()
 
+    def suspend_closure(self, reason: str) -> None:
+        """Stop keeping the PV-secret closure (``app.graph.closure.ClosureKeeper.suspend``)."""
+        with self._write_lock:
+            self._closure.suspend(reason)
+
+    def resume_closure(self, reason: str) -> None:
+        """The next write transaction rebuilds the closure, once nothing else keeps it suspended."""
+        with self._write_lock:
+            self._closure.resume(reason)
+
     def owned_keys(self, kind: str) -> set[VertexKey]:
-        """Every stored object of one owner kind: what a re-list reconciles against."""
+        """Every stored object of one owner kind."""
+        return set(self.stream_owned_keys(kind))
+
+    def stream_owned_keys(self, kind: str) -> Iterator[VertexKey]:
+        """The same, streamed (what a re-list reconciles against, a million at a time)."""
+        stmt = select(objects.c.namespace, objects.c.name).where(objects.c.kind == kind)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(objects.c.namespace, objects.c.name).where(objects.c.kind == kind))
-            return {VertexKey(kind, ns, name) for ns, name in rows}
+            for ns, name in conn.execution_options(yield_per=STREAM_ROWS).execute(stmt):
+                yield VertexKey(kind, ns, name)
 
     def resource_version(self, resource: str) -> str | None:
         with self.engine.connect() as conn:

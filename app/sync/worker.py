@@ -27,7 +27,8 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.graph.admission_facts import FactWriter
 from app.graph.bulk_load import bulk_apply, kind_is_empty
-from app.graph.bulk_rows import Key, PageRows, split_rows
+from app.graph.bulk_rows import PageRows, split_rows
+from app.graph.closure import SUSPEND_ABOVE
 from app.graph.derivation import DerivedObject, InvalidObject, derive
 from app.graph.explain import graph_totals
 from app.graph.fence import LeaseLost
@@ -42,6 +43,7 @@ from app.sync.freshness import Freshness, LagWindow
 from app.sync.informer import Informer, InformerConfig
 from app.sync.list_child import ListChildren
 from app.sync.list_pages import ListedPage, listed_page, object_key
+from app.sync.list_seen import ListSeen
 from app.sync.metrics import sync_metrics
 from app.telemetry.prometheus import database_errors
 
@@ -72,9 +74,10 @@ class SyncWorker:
         self.skipped: dict[str, str] = {}  # resource -> why it is not watched
         self.served: list[ResourceSpec] = []
         self._kinds: dict[str, str] = {}
-        self._seen: dict[str, set[Key]] = {}
+        self._seen: dict[str, ListSeen] = {}
         self._listed: set[str] = set()
         self._fresh: dict[str, bool] = {}  # resource -> its list started with no stored objects
+        self._fresh_list: dict[str, bool] = {}  # ... and keeps that answer for the whole list
         self._current: set[str] = set()  # resources whose sync mark this worker has written
         self.set_aside = 0  # objects the database refused (see unstored_objects)
         self._discovered = False
@@ -188,9 +191,10 @@ class SyncWorker:
     # -- the sink (called from informer threads) ----------------------------------------------------
 
     def list_started(self, resource: str) -> None:
-        self._seen[resource] = set()
+        self._seen[resource] = ListSeen()
         # An initial list into a kind with no stored objects: the bulk path need not look any up.
         self._fresh[resource] = kind_is_empty(self.store, self._kinds[resource])
+        self._fresh_list[resource] = self._fresh[resource]  # (_fresh turns False if a page falls back)
 
     def list_page(self, resource: str, items: list[dict[str, Any]]) -> None:
         self.list_rows(resource, listed_page(resource, self._kinds[resource], items))
@@ -202,7 +206,9 @@ class SyncWorker:
             self.metrics.skipped.labels(self._kinds[resource], "invalid").inc(page.invalid)
         # A malformed object's key counts as seen: its stored version is kept, as a skipped watch
         # event would keep it.
-        self._seen[resource].update(page.seen)
+        self._seen[resource].add(page.seen)
+        if self._fresh_list[resource] and len(self._seen[resource]) > SUSPEND_ABOVE:
+            self.store.suspend_closure(resource)  # rebuilt once, in list_finished's transaction
         with self._writing():
             self.facts.write(page.rows.facts, page.no_facts)  # before the graph rows (see events)
             self._apply_page(resource, replace(page.rows, facts=[]))
@@ -210,12 +216,13 @@ class SyncWorker:
     def list_finished(self, resource: str, resource_version: str) -> None:
         kind = self._kinds[resource]
         with self._writing():
-            seen = self._seen.pop(resource, set())
-            stale = self.store.owned_keys(kind) - seen
+            seen = self._seen.pop(resource, ListSeen())
+            stale = seen.unseen(self.store.stream_owned_keys(kind))
             mark = SyncMark(resource, resource_version)
+            self.store.resume_closure(resource)
             self._count(self.store.delete(sorted(stale), mark=mark))
             # After the objects: a reader never sees a stored object without its facts.
-            stale_facts = self.facts.stored_keys(kind) - seen
+            stale_facts = seen.unseen(self.facts.stream_stored_keys(kind))
             self.facts.write((), sorted(stale_facts), listed=(resource, resource_version))
         if stale:
             log.info("%s: re-list removed %d objects deleted meanwhile", resource, len(stale))
