@@ -83,7 +83,10 @@ def fill_here(url: str, shape: Shape, seed: int, batch: int = BATCH) -> tuple[in
         written = 0
         # The database is fresh: no object can be stored yet, so skip the per-object look-up.
         with BulkLoad(store, assume_new=True) as bulk:
-            for page in ChildRows(generated_pages, shape, seed, batch):
+            # The child is a fresh interpreter: name the producer by its module, not as __main__'s.
+            from benchmarks.fill import generated_pages as producer
+
+            for page in ChildRows(producer, shape, seed, batch):
                 written += bulk.apply_rows(page).written
         if is_sqlite(url):
             return written, False
