@@ -26,7 +26,7 @@ from app.graph.database import is_sqlite, resolve_url
 from benchmarks.apiserver_proc import ApiServerProcess
 from benchmarks.raw_insert import fresh_database
 from benchmarks.shapes import scale_shape
-from benchmarks.sync_bench import Result, initial_sync
+from benchmarks.sync_bench import initial_sync
 from benchmarks.sync_procs import peak_rss_mb
 
 DEFAULT_SIZES = (10_000, 30_000, 100_000)
@@ -58,18 +58,22 @@ def line_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     return my - slope * mx, slope
 
 
-def measure(url: str, pods: int, seed: int, work: Path, timeout: float) -> dict[str, float]:
+def measure(
+    url: str, pods: int, seed: int, work: Path, timeout: float, list_children: int
+) -> dict[str, float]:
     shape = scale_shape(pods)
     with ApiServerProcess(shape, seed, kubeconfig=work / f"kubeconfig-{pods}") as api:
         point = {"pods": float(shape.pods), "api_load_s": api.load_seconds}
-        result = Result("sqlite" if is_sqlite(url) else "postgresql")
-        initial_sync(url, api, work, result, timeout)
+        run = initial_sync(
+            url, api, work, "sqlite" if is_sqlite(url) else "postgresql", list_children, timeout
+        )
         # After the lists: serving one keeps a snapshot of the resource's items beside the objects.
         point["api_rss_mb"] = peak_rss_mb(api.pid) or float("nan")
-    point.update(sync_s=result.sync_s, writer_cpu_s=result.writer_cpu_s, rss_mb=result.rss_mb)
+    point.update(sync_s=run.sync_s, writer_cpu_s=run.writer_cpu_s, rss_mb=run.rss_mb)
     print(
         f"{shape.pods} pods + {shape.pods} PVs: API server loaded in {point['api_load_s']:.1f} s "
-        f"({point['api_rss_mb']:.0f} MB), synced in {result.sync_s:.1f} s (writer {result.rss_mb:.0f} MB)",
+        f"({point['api_rss_mb']:.0f} MB), synced in {run.sync_s:.1f} s (writer {run.rss_mb:.0f} MB, "
+        f"list children {run.child_rss_mb:.0f} MB)",
         flush=True,
     )
     return point
@@ -99,11 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--target", type=int, default=1_000_000, help="the size to extrapolate to")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sync-timeout", type=float, default=3600.0)
+    ap.add_argument(
+        "--list-children", type=int, default=2, help="as nodeauthz sync's flag (0: lists in the writer)"
+    )
     args = ap.parse_args(argv)
     url = resolve_url(args.database_url)
     with tempfile.TemporaryDirectory(prefix="sync-scale-") as tmp:
         try:
-            points = [measure(url, n, args.seed, Path(tmp), args.sync_timeout) for n in args.sizes]
+            points = [
+                measure(url, n, args.seed, Path(tmp), args.sync_timeout, args.list_children)
+                for n in args.sizes
+            ]
         finally:
             fresh_database(url)  # leave no benchmark data behind
     report("sqlite" if is_sqlite(url) else "postgresql", points, args.target)

@@ -42,6 +42,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.graph.closure import forget_closure_locked, hand_over_locked
 from app.graph.dialects import for_engine
 from app.graph.dialects.base import Clock
 from app.graph.dialects.liveness import LivenessLocks
@@ -220,6 +221,9 @@ class LeaseManager:
         if created is None:
             self.liveness.release(1)
             return None
+        # A new row starts epochs again at 1: a closure state left by an earlier row (deleted by hand)
+        # could name an epoch and holder that recur, so it is dropped (the first write rebuilds).
+        forget_closure_locked(conn, self.name)
         return self._fence(created.epoch)
 
     def _swap(self, conn: Connection, row: _Observed) -> Fence | None:
@@ -240,6 +244,7 @@ class LeaseManager:
         if swapped.rowcount != 1:
             self.liveness.release(row.epoch + 1)  # renewed (or taken) since we looked: it lives
             return None
+        hand_over_locked(conn, self.name, row.epoch, self.holder, row.epoch + 1)
         self._observed = None
         log.info("lease %r: took over from %s (epoch %d)", self.name, row.holder, row.epoch)
         return self._fence(row.epoch + 1)

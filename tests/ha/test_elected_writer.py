@@ -51,7 +51,8 @@ def test_a_deposed_writer_cannot_write_what_it_was_about_to(writer: ElectedWrite
     """Before the fence was required, a deposed writer's store got "no fence" and wrote unchecked:
     a batch derived before the deposition was committed after a newer writer had synced."""
     writer.loop.start()
-    eventually(lambda: writer.loop.fence is not None)
+    # Elected, and the term's store in place (the loop holds the fence a moment before on_elected runs).
+    eventually(lambda: writer.loop.fence is not None and writer._worker is not None)
     writer.store.apply([derive(pod("before", "ns", "n1"))])
     writer.loop.stop()  # deposed and released, as when a renewal fails
     assert writer.loop.fence is None
