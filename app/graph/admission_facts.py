@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, delete, select, tuple_
 
 from app.admission.lookups import PodRecord
+from app.graph.database import stream_keys
 from app.graph.dialects import for_engine
 from app.graph.fence import FenceSource, check_fence_locked
 from app.graph.schema import NAME, admission_fact_lists, admission_facts, objects
@@ -100,12 +101,7 @@ class FactWriter:
 
     def stream_stored_keys(self, kind: str) -> Iterator[VertexKey]:
         """The keys of ``kind`` with stored facts, streamed (a re-list reconciles against them)."""
-        stmt = select(admission_facts.c.namespace, admission_facts.c.name).where(
-            admission_facts.c.kind == kind
-        )
-        with self.engine.connect() as conn:
-            for ns, name in conn.execution_options(yield_per=10_000).execute(stmt):
-                yield VertexKey(kind, ns, name)
+        return stream_keys(self.engine, admission_facts, kind)
 
     def listed(self, resource: str) -> bool:
         """Whether a complete list of ``resource`` has filled its facts (then a stored position may resume)."""

@@ -156,6 +156,7 @@ class ClosureKeeper:
         self._rebuild = False
         self._current: Fence | None = None  # the term whose state row this process has seen committed
         self._suspended: set[str] = set()  # why the rows are not kept now (see suspend)
+        self._dropped = False  # the state row's delete for this suspension is committed (or pending)
 
     def suspend(self, reason: str) -> None:
         """Keep no rows until ``resume(reason)``: the next write transaction deletes the state row, so
@@ -178,15 +179,19 @@ class ClosureKeeper:
         self._touched.clear()
         self._rebuild = False
         self._current = None
+        self._dropped = False  # a rolled-back delete left the state row in place
 
     def refresh_locked(self, conn: Connection, fence: Fence) -> None:
         """Bring the rows up to date with this transaction's edge writes; call last, before commit."""
         touched, self._touched = self._touched, set()
         rebuild, self._rebuild = self._rebuild, False
         if self._suspended:
-            conn.execute(delete(reach_closure_state))  # in the transaction whose edges the rows miss
+            if not self._dropped:  # once per suspension, in the first transaction whose edges it misses
+                conn.execute(delete(reach_closure_state))
+                self._dropped = True
             self._current = None  # so the first transaction after resume rebuilds
             return
+        self._dropped = False
         if self._current != fence and kept_by_locked(conn) != (fence.lease, fence.holder, fence.epoch):
             rebuild_closure_locked(conn, fence)  # a new term: what happened before it is unknown
         elif rebuild:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.engine import make_url
 
 from app.graph.dialects import for_url
+from app.k8s.kinds import VertexKey
 
 DEFAULT_URL = "sqlite:///nodeauthz.db"
 URL_ENV = "NODEAUTHZ_DATABASE_URL"
@@ -44,3 +46,15 @@ def make_read_engine(url: str | None = None, *, pool_size: int = 5) -> Engine:
 def is_sqlite(url: str) -> bool:
     """For tools that must pick a database-specific path themselves (the benchmarks)."""
     return make_url(url).get_backend_name() == "sqlite"
+
+
+STREAM_ROWS = 10_000  # rows per fetch when streaming keys
+
+
+def stream_keys(engine: Engine, table: Table, kind: str) -> Iterator[VertexKey]:
+    """The (kind, namespace, name) keys of ``kind`` in ``table``, streamed: a re-list reconciles a
+    million of them without holding them all."""
+    stmt = select(table.c.namespace, table.c.name).where(table.c.kind == kind)
+    with engine.connect() as conn:
+        for ns, name in conn.execution_options(yield_per=STREAM_ROWS).execute(stmt):
+            yield VertexKey(kind, ns, name)

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, exists, select, tuple_
 
 from app.graph.closure import ClosureKeeper
+from app.graph.database import stream_keys
 from app.graph.derivation import DerivedObject
 from app.graph.dialects import for_engine
 from app.graph.fence import Fence, FenceSource, check_fence_locked
@@ -36,7 +37,6 @@ from app.k8s.kinds import CONFIGMAP, NODE, SERVICEACCOUNT, VertexKey
 
 CHUNK = 500  # keys per IN (...) list: 1,500 parameters, well under every driver's limit
 VERTEX_CACHE_LIMIT = 100_000
-STREAM_ROWS = 10_000  # rows per fetch when streaming keys
 CACHED_KINDS = frozenset({NODE, CONFIGMAP, SERVICEACCOUNT})
 APPLY_BATCH = 2_000  # objects per batch of statements inside one transaction
 
@@ -165,10 +165,7 @@ class GraphStore:
 
     def stream_owned_keys(self, kind: str) -> Iterator[VertexKey]:
         """The same, streamed (what a re-list reconciles against, a million at a time)."""
-        stmt = select(objects.c.namespace, objects.c.name).where(objects.c.kind == kind)
-        with self.engine.connect() as conn:
-            for ns, name in conn.execution_options(yield_per=STREAM_ROWS).execute(stmt):
-                yield VertexKey(kind, ns, name)
+        return stream_keys(self.engine, objects, kind)
 
     def resource_version(self, resource: str) -> str | None:
         with self.engine.connect() as conn:

@@ -236,33 +236,27 @@ def test_cli_refuses_a_database_not_at_head(tmp_path: Path, server: FakeApiServe
     assert main(["--database-url", url, "sync", "--resources", "pods,secrets"]) == 2
 
 
+def _sync_process(
+    database_url: str, server: FakeApiServer, tmp_path: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    """``nodeauthz sync`` of pods and nodes against ``server``, which gets pod "a" with secret "sa" first."""
+    server.create("pods", pod("a", secret="sa"))
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "--database-url", database_url, "sync", "--kubeconfig", str(kubeconfig)]
+        + ["--resources", "pods,nodes", *extra],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
 def test_cli_sync_runs_until_sigterm(
     database_url: str, engine: Engine, server: FakeApiServer, tmp_path: Path
 ) -> None:
-    server.create("pods", pod("a", secret="sa"))
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     metrics_port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "--database-url",
-            database_url,
-            "sync",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--resources",
-            "pods,nodes",
-            "--metrics-port",
-            str(metrics_port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _sync_process(database_url, server, tmp_path, "--metrics-port", str(metrics_port))
     try:
         wait_for(lambda: reachable(engine, "n1", "secret", "default", "sa"), timeout=20)
         server.create("pods", pod("b", secret="sb"))
@@ -283,17 +277,7 @@ def test_cli_sync_stops_and_releases_the_lease_on_a_burst_of_signals(
     """A writer gets SIGTERM twice when its parent dies (the kernel's parent-death signal, then its
     watchdog's), and an operator's Ctrl-C comes in repeats. A handler that took a lock deadlocked
     when the next signal landed inside it: the writer hung on, holding the lease, headless."""
-    server.create("pods", pod("a", secret="sa"))
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--database-url", database_url, "sync"]
-        + ["--kubeconfig", str(kubeconfig), "--resources", "pods,nodes"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = _sync_process(database_url, server, tmp_path)
     try:
         wait_for(lambda: reachable(engine, "n1", "secret", "default", "sa"), timeout=20)
         for i in range(2000):
